@@ -1,0 +1,179 @@
+"""The ``flowmancer`` command (and the option parsing behind ``Flowmancer().start()``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .config import Config, find_rootdir
+from .errors import FlowmancerError, UsageError
+from .exitcode import ExitCode
+from .pluginmanager import FlowmancerPluginManager, preparse_plugin_args
+
+EPILOG = """\
+exit codes:
+  0    every task completed (or was skipped)
+  1    at least one task failed, was defaulted or aborted
+  2    usage error (bad option, missing -j)
+  3    job definition error: nothing ran
+  4    internal error
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
+
+docs: README.md, "Job definition", "Command line" and "Plugins and hooks"
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: error: {message}\n  try '{self.prog} --help'")
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = _Parser(
+        prog=prog,
+        description="Run a Flowmancer job: tasks in parallel processes, in dependency order.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-j", "--jobdef", metavar="PATH", help="the job definition YAML file")
+    p.add_argument(
+        "-r",
+        "--restart",
+        action="store_true",
+        help="resume from the last failure of this job (its checkpoint); a normal run if there is none",
+    )
+    p.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set $VAR{KEY} in the job definition (repeatable)",
+    )
+    p.add_argument(
+        "--root",
+        metavar="DIR",
+        help="app root: where ./tasks, relative paths and includes are resolved (default: see README)",
+    )
+    p.add_argument(
+        "-p",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="load plugin NAME (module or entry point); -p no:NAME blocks one",
+    )
+    p.add_argument("-d", "--debug", action="store_true", help="show internal tracebacks")
+    p.add_argument("-t", "--type", dest="jobdef_type", default="yaml", choices=("yaml",), help=argparse.SUPPRESS)
+    p.add_argument("--version", action="version", version=f"flowmancer {__version__}")
+    return p
+
+
+def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--var {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _setup(
+    argv: Sequence[str],
+    prog: str,
+    default_root: Optional[Path],
+    default_jobdef: Optional[str],
+    extra_vars: Optional[dict[str, str]],
+) -> Config:
+    pm = FlowmancerPluginManager()
+    to_load = pm.consider_preparse([*preparse_plugin_args(argv), *pm.load_env_plugins()])
+    pm.load_builtins()
+    parser = build_parser(prog)
+    pm.hook.flowmancer_addoption.call_historic(kwargs={"parser": parser})
+    # Parse once leniently to learn the root, so `-p module` can be imported from it.
+    early, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help", "--version")])
+    cwd = Path.cwd()
+    jobdef = early.jobdef or default_jobdef
+    jobdef_path: Optional[Path] = None
+    if jobdef:
+        base = cwd if early.jobdef else (default_root or cwd)
+        jobdef_path = (base / os.path.expanduser(jobdef)).resolve()
+    if early.root:
+        rootdir = (cwd / early.root).resolve()
+    elif default_root is not None:
+        rootdir = default_root
+    elif jobdef_path is not None:
+        rootdir = find_rootdir(jobdef_path)
+    else:
+        rootdir = cwd
+    if str(rootdir) not in sys.path:
+        sys.path.insert(0, str(rootdir))
+    if not os.environ.get("FLOWMANCER_DISABLE_PLUGIN_AUTOLOAD"):
+        pm.load_entry_points()
+    for name in to_load:
+        pm.import_plugin(name)
+    pm.check_pending()
+    option = parser.parse_args(list(argv))
+    variables = {**(extra_vars or {}), **parse_vars(option.var)}
+    return Config(pm, option, rootdir, jobdef_path, variables, cwd)
+
+
+def run(
+    argv: Optional[Sequence[str]] = None,
+    *,
+    prog: str = "flowmancer",
+    default_root: Optional[Path] = None,
+    default_jobdef: Optional[str] = None,
+    extra_vars: Optional[dict[str, str]] = None,
+    raise_errors: bool = False,
+) -> tuple[int, Optional[Config]]:
+    """Run one job from command-line arguments; return (exit code, config)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config: Optional[Config] = None
+    try:
+        config = _setup(argv, prog, default_root, default_jobdef, extra_vars)
+    except FlowmancerError as exc:
+        if raise_errors:
+            raise
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return int(exc.exit_code), None
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0), None
+    try:
+        config.hook.flowmancer_configure(config=config)
+        try:
+            code = config.hook.flowmancer_cmdline_main(config=config)
+        finally:
+            config.hook.flowmancer_unconfigure(config=config)
+    except FlowmancerError as exc:
+        if raise_errors:
+            raise
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return int(exc.exit_code), config
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED), config
+    except Exception:
+        if raise_errors:
+            raise
+        print(
+            "INTERNAL ERROR: flowmancer or a plugin crashed; please report this with the text below.", file=sys.stderr
+        )
+        traceback.print_exc()
+        return int(ExitCode.INTERNAL_ERROR), config
+    return int(code), config
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(argv)[0]
+
+
+def console_main() -> None:
+    sys.exit(main())

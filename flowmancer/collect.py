@@ -1,0 +1,136 @@
+"""Import the modules that hold ``@task`` (and logger/extension/checkpointer) classes.
+
+Folders are searched recursively, with or without ``__init__.py``, the way pytest's ``prepend``
+import mode does it: a file inside a package chain is imported by its dotted name with the folder
+above the topmost package on ``sys.path``; a file in a plain folder is imported by its stem with its
+own folder on ``sys.path``. Import failures become ``Problem``s naming the file and line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Iterable
+
+from .errors import Location, Problem
+
+DEFAULT_DIRS = ("tasks", "extensions", "loggers")
+_SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", "logs", ".flowmancer"}
+
+
+def _module_name(path: Path) -> tuple[Path, str]:
+    """(folder to put on sys.path, dotted module name) for a .py file."""
+    parts = [path.stem] if path.name != "__init__.py" else []
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return folder, ".".join(parts)
+
+
+def _describe_import_error(path: Path, exc: BaseException) -> Problem:
+    if isinstance(exc, SyntaxError):
+        loc = Location(exc.filename or str(path), exc.lineno or 1, exc.offset or 1)
+        return Problem(
+            f"syntax error in task module: {exc.msg}",
+            loc,
+            hint="fix the Python syntax; `python -m py_compile` checks it",
+        )
+    tb = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in tb if "importlib" not in f.filename]
+    last = frames[-1] if frames else None
+    loc = Location(last.filename, last.lineno or 1) if last else Location(str(path), 1)
+    hint = ""
+    if isinstance(exc, ModuleNotFoundError):
+        hint = f"install the package that provides '{exc.name}', or check the import spelling"
+    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return Problem(f"cannot import task module {path}: {detail}", loc, hint=hint)
+
+
+def import_file(path: Path) -> list[Problem]:
+    base, name = _module_name(path.resolve())
+    if not name or not all(p.isidentifier() for p in name.split(".")):
+        return []  # not importable by name (e.g. "my-script.py"): not a task module
+    if str(base) not in sys.path:
+        sys.path.insert(0, str(base))
+    try:
+        module = importlib.import_module(name)
+    except BaseException as exc:  # noqa: BLE001 - any import failure is the user's to see
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return [_describe_import_error(path, exc)]
+    got = getattr(module, "__file__", None)
+    if got and Path(got).resolve() != path.resolve():
+        return [
+            Problem(
+                f"module name clash: {path} imports as '{name}', which is already {got}",
+                Location(str(path), 1),
+                hint="rename one of the files, or add an __init__.py so each gets a distinct package name",
+            )
+        ]
+    return []
+
+
+def iter_py_files(folder: Path) -> Iterable[Path]:
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+        for fn in sorted(filenames):
+            if fn.endswith(".py"):
+                yield Path(dirpath) / fn
+
+
+def collect_directories(
+    rootdir: Path, extra: Iterable[str], where: str = "config.extension_directories"
+) -> list[Problem]:
+    """Import every module under the default folders and ``extra`` (relative to ``rootdir``)."""
+    problems: list[Problem] = []
+    for d in DEFAULT_DIRS:
+        if (rootdir / d).is_dir():
+            for f in iter_py_files(rootdir / d):
+                problems += import_file(f)
+    for i, d in enumerate(extra):
+        folder = (rootdir / os.path.expanduser(d)).resolve()
+        if not folder.is_dir():
+            problems.append(
+                Problem(
+                    f"extension directory not found: {folder}",
+                    where=f"{where}[{i}]",
+                    hint="paths are relative to the app root; create the folder or fix the path",
+                )
+            )
+            continue
+        for f in iter_py_files(folder):
+            problems += import_file(f)
+    return problems
+
+
+def collect_packages(packages: Iterable[str], where: str = "config.extension_packages") -> list[Problem]:
+    problems: list[Problem] = []
+    for i, pkg in enumerate(packages):
+        try:
+            mod = importlib.import_module(pkg)
+        except ModuleNotFoundError as exc:
+            problems.append(
+                Problem(
+                    f"package '{pkg}' is not installed ({exc})",
+                    where=f"{where}[{i}]",
+                    hint=f"pip install it, or check the name '{pkg}'",
+                )
+            )
+            continue
+        except Exception as exc:  # noqa: BLE001
+            problems.append(_describe_import_error(Path(getattr(exc, "filename", None) or pkg), exc))
+            continue
+        paths = getattr(mod, "__path__", None)
+        if not paths:
+            continue
+        for info in pkgutil.walk_packages(paths, prefix=f"{pkg}.", onerror=lambda _n: None):
+            try:
+                importlib.import_module(info.name)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(_describe_import_error(Path(info.name), exc))
+    return problems

@@ -1,0 +1,62 @@
+"""User-facing errors: each carries everything needed to print it without a traceback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from .exitcode import ExitCode
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int  # 1-based
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a job definition, a task module or a parameter."""
+
+    message: str
+    location: Optional[Location] = None
+    where: str = ""  # dotted path inside the job, e.g. "tasks.load.parameters.retries"
+    hint: str = ""
+
+    def render(self) -> str:
+        head = f"{self.location}: " if self.location else ""
+        where = f"{self.where}: " if self.where else ""
+        text = f"{head}{where}{self.message}"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+
+class FlowmancerError(Exception):
+    """Base of errors that are the user's to fix; the CLI prints them and exits with ``exit_code``."""
+
+    exit_code: ExitCode = ExitCode.USAGE_ERROR
+
+
+class UsageError(FlowmancerError):
+    exit_code = ExitCode.USAGE_ERROR
+
+
+class JobDefinitionError(FlowmancerError):
+    """All problems found in a job definition, reported together."""
+
+    exit_code = ExitCode.JOBDEF_ERROR
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        n = len(self.problems)
+        lines = [f"job definition error{'s' if n != 1 else ''} ({n}):"]
+        lines += [" - " + p.render().replace("\n", "\n   ") for p in self.problems]
+        return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""Plain, serialisable data shared by the scheduler, the worker and plugins.
+
+Nothing here holds a process, a pipe or a plugin: these values cross process boundaries and are
+stored in checkpoints, so they stay small and picklable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+
+class ExecutionState(str, Enum):
+    """Where a task is in its life. ``SKIP`` is the original project's spelling of ``SKIPPED``."""
+
+    INIT = "INIT"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    DEFAULTED = "DEFAULTED"
+    ABORTED = "ABORTED"
+    SKIPPED = "SKIPPED"
+    SKIP = "SKIPPED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_FINAL = frozenset(
+    {
+        ExecutionState.COMPLETED,
+        ExecutionState.FAILED,
+        ExecutionState.DEFAULTED,
+        ExecutionState.ABORTED,
+        ExecutionState.SKIPPED,
+    }
+)
+
+
+class Severity(str, Enum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line a task wrote: to stdout/stderr (``print``), through ``self.logger``, or a traceback."""
+
+    task: str
+    attempt: int
+    stream: str  # "stdout", "stderr", "logger", "raw" (file descriptor level) or "flowmancer"
+    severity: Severity
+    message: str
+    timestamp: float = field(default_factory=time.time)
+
+
+@dataclass
+class TaskResult:
+    """What one task came to: the report every plugin consumes in ``flowmancer_task_finish``."""
+
+    name: str
+    state: ExecutionState
+    attempt: int = 0
+    start: Optional[float] = None
+    end: Optional[float] = None
+    exitcode: Optional[int] = None
+    error: Optional[str] = None  # one line: why it failed
+    traceback: Optional[str] = None  # full text, when a Python exception was the cause
+    will_retry: bool = False
+
+    @property
+    def duration(self) -> float:
+        if self.start is None or self.end is None:
+            return 0.0
+        return self.end - self.start

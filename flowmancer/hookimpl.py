@@ -1,0 +1,5 @@
+"""The marker for hook implementations: ``@flowmancer.hookimpl``."""
+
+from pluggy import HookimplMarker
+
+hookimpl = HookimplMarker("flowmancer")

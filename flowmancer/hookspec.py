@@ -1,0 +1,159 @@
+"""Every hook flowmancer calls, grouped by phase: the plugin author's manual.
+
+Implement a hook by decorating a function of the same name with ``@flowmancer.hookimpl`` in a plugin
+module (a built-in, a ``-p`` module, an entry point of the ``flowmancer`` group or a
+``flowmancerconf.py``). Arguments are passed by name; take only the ones you need.
+
+``firstresult`` hooks stop at the first non-``None`` answer. Built-in defaults of those hooks are
+``trylast`` so that a user plugin wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Optional
+
+from pluggy import HookspecMarker
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .events import ExecutionState, LogRecord, TaskResult
+    from .job import Job, TaskRun
+    from .spawn import TaskHandle
+
+hookspec = HookspecMarker("flowmancer")
+
+# --------------------------------------------------------------------------------------------------
+# Initialisation
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
+    """Add command-line options. Called once per run, before arguments are parsed.
+
+    Use ``parser.add_argument_group("my plugin")`` to keep ``--help`` readable.
+    """
+
+
+@hookspec
+def flowmancer_configure(config: Config) -> None:
+    """Arguments are parsed and plugins loaded: set up state for the run (store it on ``config.stash``)."""
+
+
+@hookspec
+def flowmancer_unconfigure(config: Config) -> None:
+    """The run is over, whatever its outcome: release what ``flowmancer_configure`` set up."""
+
+
+@hookspec(firstresult=True)
+def flowmancer_cmdline_main(config: Config) -> Optional[int]:
+    """Do the whole run and return its exit code. The built-in loads, runs and reports one job.
+
+    Return an exit code to replace that behaviour (a ``--list`` option, say, answers without running).
+    """
+
+
+# --------------------------------------------------------------------------------------------------
+# Job
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
+    """Read the job definition, collect task modules, validate everything and return the ``Job``.
+
+    Raise ``flowmancer.errors.JobDefinitionError`` with every problem found; nothing runs then.
+    """
+
+
+@hookspec
+def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
+    """The job is loaded and valid: deselect or reorder tasks before anything starts.
+
+    Mark a task ``task.state = ExecutionState.SKIPPED`` to leave it out; its dependents treat it as done.
+    """
+
+
+@hookspec
+def flowmancer_report_header(config: Config, job: Job) -> Optional[list[str]]:
+    """Lines the terminal reporter shows before the run starts (one list per plugin)."""
+
+
+@hookspec
+def flowmancer_job_start(job: Job) -> None:
+    """Tasks are about to start. ``job.restart`` tells whether this run resumes a checkpoint."""
+
+
+@hookspec(firstresult=True)
+def flowmancer_runjob(job: Job) -> Optional[bool]:
+    """Run every task of the job to a final state; return ``True`` when done.
+
+    The built-in is the event-driven scheduler in ``flowmancer.runner``.
+    """
+
+
+@hookspec
+def flowmancer_job_finish(job: Job, exitcode: int) -> None:
+    """Every task reached a final state (or the run was interrupted). ``job.results`` has the outcome."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Task
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def flowmancer_task_can_start(job: Job, task: TaskRun) -> Optional[bool]:
+    """Gate: the task's dependencies are satisfied; may it start now?
+
+    Return ``False`` to hold it back; it is asked again after the next task finishes or timer fires.
+    The built-in ``concurrency`` plugin enforces ``max_concurrency`` here.
+    """
+
+
+@hookspec(firstresult=True)
+def flowmancer_task_spawn(job: Job, task: TaskRun) -> Optional[TaskHandle]:
+    """Start one attempt of ``task`` somewhere and return a handle the scheduler can wait on.
+
+    The built-in forks one OS process per attempt (``flowmancer.spawn``). An executor plugin
+    (Dask, say) returns its own ``TaskHandle``.
+    """
+
+
+@hookspec
+def flowmancer_task_start(job: Job, task: TaskRun) -> None:
+    """An attempt of ``task`` started (``task.attempt`` counts from 1)."""
+
+
+@hookspec
+def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionState, to_state: ExecutionState) -> None:
+    """A task changed state. Called for every change, in order, including restored and skipped tasks."""
+
+
+@hookspec
+def flowmancer_task_log(job: Job, task: TaskRun, record: LogRecord) -> None:
+    """A task wrote one line (``print``, stderr, ``self.logger`` or a traceback). Keep it cheap: hot path."""
+
+
+@hookspec(firstresult=True)
+def flowmancer_task_retry(job: Job, task: TaskRun, result: TaskResult) -> Optional[float]:
+    """An attempt failed: return the delay in seconds before the next attempt, or ``None`` for no retry.
+
+    The built-in ``retry`` plugin applies ``max_attempts`` and ``backoff``; a ``trylast`` default, so
+    a plugin of yours decides first.
+    """
+
+
+@hookspec
+def flowmancer_task_finish(job: Job, task: TaskRun, result: TaskResult) -> None:
+    """THE report hook: an attempt ended, or a task was settled without running (DEFAULTED).
+
+    ``result.will_retry`` tells whether another attempt follows. Terminal, loggers, checkpoints and
+    notifiers all consume this.
+    """
+
+
+def all_hook_names() -> list[str]:
+    """Names of every hook in this module (used by the docs check)."""
+    return sorted(k for k, v in globals().items() if k.startswith("flowmancer_") and callable(v))

@@ -1,0 +1,246 @@
+"""The runtime job: validated tasks wired into a DAG, their states and the parent's shared dict.
+
+``build_job`` turns a loaded job definition and the collected classes into a ``Job``, reporting
+every semantic problem (unknown class, bad parameters, bad dependencies, cycles) at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import graphlib
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+from pydantic import ValidationError
+
+from .errors import JobDefinitionError, Location, Problem
+from .events import ExecutionState, TaskResult
+from .jobdef import LoadedJobDef, TaskDef, problems_from_validation
+from .registry import Registry, class_file
+from .task import Task, TaskInfo
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .spawn import TaskHandle
+
+
+@dataclass(eq=False)
+class TaskRun:
+    """One task instance of the job and everything the scheduler knows about it."""
+
+    name: str
+    definition: TaskDef
+    cls: type[Task]
+    instance: Task
+    index: int
+    location: Optional[Location] = None
+    dependents: list[str] = field(default_factory=list)
+    state: ExecutionState = ExecutionState.INIT
+    attempt: int = 0
+    is_restart: bool = False
+    result: Optional[TaskResult] = None
+    history: list[TaskResult] = field(default_factory=list)
+    handle: Optional[TaskHandle] = None
+    stash: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_name(self) -> str:
+        return self.cls.__name__
+
+    @property
+    def dependencies(self) -> list[str]:
+        return self.definition.dependencies
+
+    @property
+    def max_attempts(self) -> int:
+        return self.definition.max_attempts
+
+    @property
+    def backoff(self) -> float:
+        return self.definition.backoff
+
+    def info(self, job_name: str) -> TaskInfo:
+        return TaskInfo(
+            name=self.name,
+            class_name=self.class_name,
+            dependencies=tuple(self.dependencies),
+            attempt=self.attempt,
+            max_attempts=self.max_attempts,
+            is_restart=self.is_restart,
+            job_name=job_name,
+        )
+
+    def __repr__(self) -> str:
+        return f"<TaskRun {self.name} {self.state.value} attempt={self.attempt}>"
+
+
+class Job:
+    """A loaded, validated job and its live state (owned by the parent process)."""
+
+    def __init__(self, config: Config, jobdef: LoadedJobDef, tasks: dict[str, TaskRun]) -> None:
+        self.config = config
+        self.jobdef = jobdef
+        self.tasks = tasks
+        self.name = jobdef.model.config.name
+        self.shared_dict: dict[str, Any] = {}
+        self.restart = False
+        self.start_time = time.time()
+        self.end_time: Optional[float] = None
+        self.interrupted: Optional[int] = None  # the signal number that stopped the run
+        self.stash: dict[str, Any] = {}
+        self.running: dict[str, TaskRun] = {}  # maintained by the scheduler
+
+    @property
+    def hook(self) -> Any:
+        return self.config.hook
+
+    def __iter__(self) -> Iterator[TaskRun]:
+        return iter(self.tasks.values())
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def set_state(self, task: TaskRun, state: ExecutionState) -> None:
+        old = task.state
+        if old is state:
+            return
+        task.state = state
+        self.hook.flowmancer_task_transition(job=self, task=task, from_state=old, to_state=state)
+
+    @property
+    def results(self) -> dict[str, TaskResult]:
+        out = {}
+        for t in self:
+            out[t.name] = t.result or TaskResult(name=t.name, state=t.state, attempt=t.attempt)
+        return out
+
+    def count(self, *states: ExecutionState) -> int:
+        return sum(1 for t in self if t.state in states)
+
+    @property
+    def failed_count(self) -> int:
+        """FAILED + DEFAULTED + ABORTED: what ``Flowmancer().start()`` returns."""
+        return self.count(ExecutionState.FAILED, ExecutionState.DEFAULTED, ExecutionState.ABORTED)
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    squashed = {c.replace(" ", "").replace("_", "").lower(): c for c in choices}
+    key = name.replace(" ", "").replace("_", "").replace("-", "").lower()
+    if key in squashed:
+        return f"did you mean '{squashed[key]}'?"
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def build_job(config: Config, loaded: LoadedJobDef, registry: Registry) -> Job:
+    problems: list[Problem] = []
+    model = loaded.model
+    tasks: dict[str, TaskRun] = {}
+    if not model.tasks:
+        problems.append(
+            Problem(
+                "the job has no tasks",
+                loaded.location(("tasks",)) or Location(str(loaded.path), 1),
+                where="tasks",
+                hint="add at least one task under `tasks:`",
+            )
+        )
+    for index, (name, tdef) in enumerate(model.tasks.items()):
+        loc = loaded.location(("tasks", name))
+        cls = registry.get(tdef.task)
+        where = f"tasks.{name}.task"
+        if cls is None:
+            hint = _suggest(tdef.task, list(registry))
+            if not hint:
+                hint = (
+                    "decorate the class with @task and put its module under ./tasks or a folder listed in "
+                    "config.extension_directories"
+                )
+            problems.append(
+                Problem(
+                    f"unknown task class '{tdef.task}'",
+                    loaded.location(("tasks", name, "task")),
+                    where=where,
+                    hint=hint,
+                )
+            )
+            continue
+        if tdef.task in registry.conflicts:
+            files = ", ".join(sorted({class_file(c) for c in registry.conflicts[tdef.task]}))
+            problems.append(
+                Problem(
+                    f"two task classes are named '{tdef.task}': {files}",
+                    loaded.location(("tasks", name, "task")),
+                    where=where,
+                    hint="rename one of them; task classes are looked up by class name",
+                )
+            )
+            continue
+        if inspect.isabstract(cls):
+            missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+            problems.append(
+                Problem(
+                    f"task class '{tdef.task}' does not implement {missing}",
+                    Location(class_file(cls), inspect.getsourcelines(cls)[1]),
+                    where=where,
+                    hint="add `def run(self) -> None:` to the class",
+                )
+            )
+            continue
+        try:
+            instance = cls.model_validate(tdef.parameters)
+        except ValidationError as exc:
+            problems += problems_from_validation(
+                exc,
+                loaded.marks,
+                ("tasks", name, "parameters"),
+                noun="parameter",
+                hint=f"see the type hints of {cls.__name__} in {class_file(cls)}",
+            )
+            continue
+        tasks[name] = TaskRun(name=name, definition=tdef, cls=cls, instance=instance, index=index, location=loc)
+
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name, tdef in model.tasks.items():
+        seen: set[str] = set()
+        deps_ok = []
+        for i, dep in enumerate(tdef.dependencies):
+            dloc = loaded.location(("tasks", name, "dependencies", i))
+            where = f"tasks.{name}.dependencies[{i}]"
+            if dep == name:
+                problems.append(
+                    Problem(
+                        f"task '{name}' depends on itself",
+                        dloc,
+                        where=where,
+                        hint="remove it from its own dependencies",
+                    )
+                )
+            elif dep not in model.tasks:
+                hint = _suggest(dep, list(model.tasks)) or f"defined tasks: {', '.join(model.tasks)}"
+                problems.append(Problem(f"undefined dependency '{dep}'", dloc, where=where, hint=hint))
+            elif dep not in seen:
+                seen.add(dep)
+                deps_ok.append(dep)
+        tdef.dependencies = deps_ok
+        sorter.add(name, *deps_ok)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = list(exc.args[1])
+        problems.append(
+            Problem(
+                f"dependency cycle: {' -> '.join(cycle)}",
+                loaded.location(("tasks", cycle[0])),
+                where=f"tasks.{cycle[0]}.dependencies",
+                hint="a task cannot (even indirectly) depend on itself; remove one dependency",
+            )
+        )
+    if problems:
+        raise JobDefinitionError(problems)
+    for t in tasks.values():
+        for dep in t.dependencies:
+            tasks[dep].dependents.append(t.name)
+    return Job(config, loaded, tasks)

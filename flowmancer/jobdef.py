@@ -1,0 +1,434 @@
+"""The job YAML: read with line marks, merge ``include``s, substitute ``$ENV{}``/``$VAR{}``/``$SYS{}``,
+validate against pydantic models. Every problem is reported at once with its file and line.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import JobDefinitionError, Location, Problem
+
+Path_ = tuple[Union[str, int], ...]
+Marks = Dict[Path_, Location]
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConfigDef(_Strict):
+    name: str = "flowmancer"
+    max_concurrency: int = 0
+    extension_directories: List[str] = Field(default_factory=list)
+    extension_packages: List[str] = Field(default_factory=list)
+    # Accepted for compatibility; the scheduler is event driven and has no polling interval.
+    synchro_interval_seconds: float = 0.25
+    loggers_interval_seconds: float = 0.25
+    extensions_interval_seconds: float = 0.25
+    checkpointer_interval_seconds: float = 10.0
+
+    @field_validator("extension_directories", "extension_packages", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return [] if v is None else v
+
+
+class TaskDef(_Strict):
+    task: str
+    dependencies: List[str] = Field(default_factory=list)
+    max_attempts: int = Field(1, ge=1)
+    backoff: float = Field(0.0, ge=0)
+    parameters: Dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("dependencies", "parameters", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any, info: Any) -> Any:
+        if v is None:
+            return {} if info.field_name == "parameters" else []
+        return v
+
+
+class LoggerDef(_Strict):
+    logger: str
+    parameters: Dict[str, Any] = Field(default_factory=dict)
+
+
+class ExtensionDef(_Strict):
+    extension: str
+    parameters: Dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckpointerDef(_Strict):
+    checkpointer: str
+    parameters: Dict[str, Any] = Field(default_factory=dict)
+
+
+class JobDefinition(_Strict):
+    version: Optional[Union[float, int, str]] = None
+    config: ConfigDef = Field(default_factory=ConfigDef)
+    tasks: Dict[str, TaskDef]
+    loggers: Optional[Dict[str, LoggerDef]] = None
+    extensions: Optional[Dict[str, ExtensionDef]] = None
+    checkpointer: Optional[CheckpointerDef] = None
+    aliases: Any = None
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _none_config(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+
+# Which model describes the mapping found at a path (for "did you mean" on unknown keys).
+_MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
+    (): JobDefinition,
+    ("config",): ConfigDef,
+    ("tasks", "*"): TaskDef,
+    ("loggers", "*"): LoggerDef,
+    ("extensions", "*"): ExtensionDef,
+    ("checkpointer",): CheckpointerDef,
+}
+
+
+@dataclass
+class LoadedJobDef:
+    model: JobDefinition
+    marks: Marks
+    path: Path
+    files: list[Path] = field(default_factory=list)  # the job file and every include, for --watch
+
+    def location(self, path: Path_) -> Optional[Location]:
+        return locate(self.marks, path)
+
+
+def locate(marks: Marks, path: Path_) -> Optional[Location]:
+    for n in range(len(path), -1, -1):
+        loc = marks.get(tuple(path[:n]))
+        if loc is not None:
+            return loc
+    return None
+
+
+def dotted(path: Path_) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# YAML with marks
+# --------------------------------------------------------------------------------------------------
+
+
+class _Builder:
+    """Turns a composed (safe) node tree into plain data, recording where each key was written."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        self.marks: Marks = {}
+        self.constructor = yaml.constructor.SafeConstructor()
+        self._stack: set[int] = set()
+
+    def loc(self, node: yaml.Node) -> Location:
+        return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.marks.setdefault(path, self.loc(node))
+        if id(node) in self._stack:
+            self.problems.append(
+                Problem("recursive YAML alias", self.loc(node), hint="an anchor cannot contain itself")
+            )
+            return None
+        if isinstance(node, yaml.MappingNode):
+            self._stack.add(id(node))
+            self.constructor.flatten_mapping(node)
+            out: dict[Any, Any] = {}
+            for knode, vnode in node.value:
+                if not isinstance(knode, yaml.ScalarNode):
+                    self.problems.append(Problem("a mapping key must be a plain value", self.loc(knode)))
+                    continue
+                key = self.constructor.construct_object(knode)
+                kpath = (*path, key)
+                if key in out:
+                    first = self.marks.get(kpath)
+                    self.problems.append(
+                        Problem(
+                            f"duplicate key '{key}' (first defined at line {first.line if first else '?'})",
+                            self.loc(knode),
+                            where=dotted(path),
+                            hint="YAML keeps only one of them; remove or rename the other",
+                        )
+                    )
+                self.marks[kpath] = self.loc(knode)
+                out[key] = self.build(vnode, kpath)
+            self._stack.discard(id(node))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            self._stack.add(id(node))
+            items = [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
+            self._stack.discard(id(node))
+            return items
+        try:
+            return self.constructor.construct_object(node)
+        except yaml.YAMLError as exc:
+            self.problems.append(Problem(f"invalid value: {exc}", self.loc(node)))
+            return None
+
+
+def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1)
+    what = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    msg = f"YAML syntax error: {what}" + (f" ({context})" if context else "")
+    hint = "check indentation and quoting on this line or the one above"
+    if "\t" in what or "tab" in what.lower():
+        hint = "YAML does not allow tabs for indentation: use spaces"
+    elif "could not determine a constructor" in what:
+        hint = "tags such as !!python/object are not allowed; write plain values"
+    return Problem(msg, loc, hint=hint)
+
+
+def read_yaml(path: Path, problems: list[Problem]) -> tuple[Any, Marks]:
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.append(Problem(f"job definition file not found: {path}", hint="check the path given with -j"))
+        return None, {}
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(f"cannot read job definition {path}: {exc}"))
+        return None, {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        problems.append(_yaml_problem(file, exc))
+        return None, {}
+    if node is None:
+        problems.append(
+            Problem(
+                "the job definition is empty",
+                Location(file, 1),
+                hint="add a `tasks:` mapping; see the README's Job Definition section",
+            )
+        )
+        return None, {}
+    builder = _Builder(file, problems)
+    try:
+        data = builder.build(node, ())
+    except yaml.YAMLError as exc:
+        problems.append(_yaml_problem(file, exc))
+        return None, {}
+    if not isinstance(data, dict):
+        problems.append(
+            Problem(
+                f"the job definition must be a mapping (key: value), not a {type(data).__name__}",
+                Location(file, 1),
+                hint="start the file with `tasks:`",
+            )
+        )
+        return None, {}
+    return data, builder.marks
+
+
+# --------------------------------------------------------------------------------------------------
+# Substitution
+# --------------------------------------------------------------------------------------------------
+
+_SUBST = re.compile(r"\$(ENV|VAR|SYS)\{([^}:]*)(?::([^}]*))?\}")
+
+
+def substitute(
+    data: Any, marks: Marks, sources: Mapping[str, Mapping[str, str]], problems: list[Problem], path: Path_ = ()
+) -> Any:
+    """Replace ``$KIND{NAME}`` / ``$KIND{NAME:default}`` in every string scalar, keys excluded."""
+    if isinstance(data, dict):
+        return {k: substitute(v, marks, sources, problems, (*path, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [substitute(v, marks, sources, problems, (*path, i)) for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    def repl(m: re.Match[str]) -> str:
+        kind, name, default = m.group(1), m.group(2), m.group(3)
+        value = sources[kind].get(name)
+        if value is not None:
+            return value
+        if default is not None:
+            return default
+        hint = {
+            "ENV": f"export {name}=... before running, or write $ENV{{{name}:default}}",
+            "VAR": f"pass --var {name}=..., or write $VAR{{{name}:default}}",
+            "SYS": f"known names: {', '.join(sorted(sources['SYS']))}",
+        }[kind]
+        problems.append(Problem(f"{m.group(0)} is not set", locate(marks, path), where=dotted(path), hint=hint))
+        return m.group(0)
+
+    return _SUBST.sub(repl, data)
+
+
+# --------------------------------------------------------------------------------------------------
+# Include and merge
+# --------------------------------------------------------------------------------------------------
+
+
+def deep_merge(base: dict[Any, Any], over: Mapping[Any, Any]) -> dict[Any, Any]:
+    """Dicts merge key by key; anything else (lists included) is replaced by the later value."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_merge(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+    return base
+
+
+class _Loader:
+    def __init__(self, rootdir: Path, sources: Mapping[str, Mapping[str, str]]) -> None:
+        self.rootdir = rootdir
+        self.sources = sources
+        self.problems: list[Problem] = []
+        self.files: list[Path] = []
+        self._cache: dict[Path, tuple[dict[Any, Any], Marks]] = {}
+
+    def _resolve(self, raw: str, including: Path) -> Optional[Path]:
+        p = Path(os.path.expanduser(raw))
+        if p.is_absolute():
+            return p if p.is_file() else None
+        for base in (self.rootdir, including.parent):
+            if (base / p).is_file():
+                return (base / p).resolve()
+        return None
+
+    def load(self, path: Path, stack: tuple[Path, ...] = ()) -> tuple[dict[Any, Any], Marks]:
+        path = path.resolve()
+        if path in self._cache:
+            data, marks = self._cache[path]
+            return copy.deepcopy(data), dict(marks)
+        if path not in self.files:
+            self.files.append(path)
+        raw, marks = read_yaml(path, self.problems)
+        if raw is None:
+            return {}, {}
+        raw = substitute(raw, marks, self.sources, self.problems)
+        includes = raw.pop("include", None) or []
+        if isinstance(includes, str):
+            includes = [includes]
+        merged: dict[Any, Any] = {}
+        merged_marks: Marks = {}
+        if not isinstance(includes, list):
+            self.problems.append(Problem("`include` must be a list of YAML file paths", locate(marks, ("include",))))
+            includes = []
+        for i, inc in enumerate(includes):
+            loc = locate(marks, ("include", i))
+            if not isinstance(inc, str):
+                self.problems.append(Problem("include entries must be file paths", loc, where=f"include[{i}]"))
+                continue
+            target = self._resolve(inc, path)
+            if target is None:
+                self.problems.append(
+                    Problem(
+                        f"included file not found: {inc}",
+                        loc,
+                        where=f"include[{i}]",
+                        hint=f"include paths are relative to the app root ({self.rootdir})",
+                    )
+                )
+                continue
+            if target in stack or target == path:
+                chain = " -> ".join(str(p) for p in (*stack, path, target))
+                self.problems.append(
+                    Problem(
+                        f"include cycle: {chain}",
+                        loc,
+                        where=f"include[{i}]",
+                        hint="remove one of the includes that closes the loop",
+                    )
+                )
+                continue
+            data, inc_marks = self.load(target, (*stack, path))
+            deep_merge(merged, data)
+            merged_marks.update(inc_marks)
+        deep_merge(merged, raw)
+        merged_marks.update(marks)
+        self._cache[path] = (copy.deepcopy(merged), dict(merged_marks))
+        return merged, merged_marks
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------
+
+
+def _model_at(loc: Path_) -> Optional[type[BaseModel]]:
+    for pattern, model in _MODEL_AT.items():
+        if len(pattern) == len(loc) and all(p == "*" or p == q for p, q in zip(pattern, loc)):
+            return model
+    return None
+
+
+def _friendly(err: Mapping[str, Any], noun: str = "key") -> tuple[str, str]:
+    kind = err["type"]
+    loc = tuple(err["loc"])
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        known = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else (f"allowed keys: {', '.join(known)}" if known else "")
+        return f"unknown {noun} '{loc[-1]}'", hint
+    if kind == "missing":
+        return f"missing required {noun} '{loc[-1]}'", ""
+    got = err.get("input")
+    shown = type(got).__name__ if isinstance(got, (dict, list)) or "secret" in kind else repr(got)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{err['msg']} (got {shown})", ""
+
+
+def problems_from_validation(
+    exc: ValidationError, marks: Marks, prefix: Path_ = (), noun: str = "key", hint: str = ""
+) -> list[Problem]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = (*prefix, *err["loc"])
+        msg, own_hint = _friendly(err, noun)
+        own_hint = own_hint or hint
+        out.append(Problem(msg, locate(marks, loc), where=dotted(loc), hint=own_hint))
+    return out
+
+
+def load_jobdef(
+    path: Path,
+    rootdir: Path,
+    variables: Optional[Mapping[str, str]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> LoadedJobDef:
+    """Read, merge, substitute and validate a job definition; raise ``JobDefinitionError`` on problems."""
+    sources = {
+        "ENV": dict(os.environ if environ is None else environ),
+        "VAR": dict(variables or {}),
+        "SYS": {"APP_ROOT_DIR": str(rootdir)},
+    }
+    loader = _Loader(rootdir, sources)
+    data, marks = loader.load(path)
+    if loader.problems:
+        raise JobDefinitionError(loader.problems)
+    try:
+        model = JobDefinition.model_validate(data)
+    except ValidationError as exc:
+        raise JobDefinitionError(problems_from_validation(exc, marks)) from None
+    return LoadedJobDef(model=model, marks=marks, path=path.resolve(), files=loader.files)

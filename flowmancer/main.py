@@ -1,0 +1,53 @@
+"""Built-in plugin ``main``: the default run (load the job, run it, report) and job loading."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .collect import collect_directories, collect_packages
+from .config import Config
+from .errors import JobDefinitionError, UsageError
+from .exitcode import ExitCode
+from .hookimpl import hookimpl
+from .job import Job, build_job
+from .jobdef import load_jobdef
+from .registry import Registry
+
+
+@hookimpl(trylast=True)
+def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
+    if config.jobdef_path is None:
+        raise UsageError("no job definition given: pass -j/--jobdef PATH")
+    loaded = load_jobdef(config.jobdef_path, config.rootdir, config.variables)
+    cfg = loaded.model.config
+    problems = collect_directories(config.rootdir, cfg.extension_directories)
+    problems += collect_packages(cfg.extension_packages)
+    if problems:
+        raise JobDefinitionError(problems)
+    return build_job(config, loaded, Registry("task"))
+
+
+def exit_code_for(job: Job) -> ExitCode:
+    import signal
+
+    if job.interrupted is not None:
+        return ExitCode.TERMINATED if job.interrupted == signal.SIGTERM else ExitCode.INTERRUPTED
+    return ExitCode.TASKS_FAILED if job.failed_count else ExitCode.OK
+
+
+@hookimpl(trylast=True)
+def flowmancer_cmdline_main(config: Config) -> int:
+    hook = config.hook
+    job: Job = hook.flowmancer_load_jobdef(config=config)
+    config.job = job
+    hook.flowmancer_collection_modifytasks(config=config, job=job)
+    hook.flowmancer_job_start(job=job)
+    try:
+        hook.flowmancer_runjob(job=job)
+    finally:
+        import time
+
+        job.end_time = time.time()
+    code = exit_code_for(job)
+    hook.flowmancer_job_finish(job=job, exitcode=int(code))
+    return code

@@ -1,0 +1,180 @@
+"""The built-in executor: one OS process per task attempt (plugin ``spawn``).
+
+The parent hands the child plain data (the validated task instance, its ``TaskInfo``, a snapshot of
+``shared_dict``) and listens on three things the scheduler can ``wait()`` on: the event pipe, a raw
+pipe carrying file-descriptor-level output, and the process sentinel.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, Optional, Protocol
+
+from .hookimpl import hookimpl
+from .worker import child_main
+
+if TYPE_CHECKING:
+    from .job import Job, TaskRun
+
+_RAW_CHUNK = 1 << 16
+
+
+class TaskHandle(Protocol):
+    """What the scheduler needs from a running attempt, wherever it runs."""
+
+    def waitables(self) -> list[Any]:
+        """Objects for ``multiprocessing.connection.wait`` that become ready when there is news."""
+
+    def read(self, ready: set[Any]) -> list[dict[str, Any]]:
+        """Events available now (never blocks). The last one is ``{"event": "exit", ...}`` once done."""
+
+    def terminate(self) -> None:
+        """Ask the attempt to stop: it runs ``on_abort`` and ends soon."""
+
+    def kill(self) -> None:
+        """Stop it now."""
+
+
+def start_method() -> str:
+    """fork where it is safe and fast (Linux); spawn elsewhere (macOS, Windows)."""
+    forced = os.environ.get("FLOWMANCER_START_METHOD")
+    if forced:
+        return forced
+    return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
+def describe_exit(code: Optional[int]) -> str:
+    if code is None:
+        return "the process vanished"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"process killed by {name} (signal {-code})"
+    return f"process exited with code {code} without reporting a result"
+
+
+class ProcessHandle:
+    def __init__(self, job: Job, task: TaskRun, open_conns: list[Any]) -> None:
+        method = start_method()
+        ctx: Any = multiprocessing.get_context(method)
+        self.conn, child_conn = ctx.Pipe(duplex=False)
+        raw_r: Optional[int] = None
+        raw_w: Optional[int] = None
+        if method == "fork":
+            raw_r, raw_w = os.pipe()
+        snapshot = dict(job.shared_dict)
+        workdir = str(job.config.rootdir)
+        self.proc = ctx.Process(
+            target=child_main,
+            args=(
+                child_conn,
+                raw_w,
+                task.instance,
+                task.info(job.name),
+                snapshot,
+                workdir,
+                open_conns if method == "fork" else (),
+            ),
+            name=f"flowmancer:{task.name}",
+            daemon=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            self.proc.start()
+        finally:
+            child_conn.close()
+            if raw_w is not None:
+                os.close(raw_w)
+        self.raw = raw_r
+        if raw_r is not None:
+            os.set_blocking(raw_r, False)
+        self._raw_buf = b""
+        self._conn_open = True
+        self.finished: Optional[dict[str, Any]] = None
+        self.pid = self.proc.pid
+
+    def waitables(self) -> list[Any]:
+        out: list[Any] = [self.proc.sentinel]
+        if self._conn_open:
+            out.append(self.conn)
+        if self.raw is not None:
+            out.append(self.raw)
+        return out
+
+    def _read_conn(self, events: list[dict[str, Any]]) -> None:
+        conn: Connection = self.conn
+        try:
+            while self._conn_open and conn.poll():
+                events.append(conn.recv())
+        except (EOFError, OSError):
+            self._conn_open = False
+            conn.close()
+
+    def _read_raw(self, events: list[dict[str, Any]], final: bool = False) -> None:
+        if self.raw is None:
+            return
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self.raw, _RAW_CHUNK)
+            except BlockingIOError:
+                break
+            if not chunk:
+                final = True
+                break
+            chunks.append(chunk)
+        data = self._raw_buf + b"".join(chunks)
+        *lines, self._raw_buf = data.split(b"\n")
+        if final and self._raw_buf:
+            lines.append(self._raw_buf)
+            self._raw_buf = b""
+        if lines:
+            events.append(
+                {
+                    "event": "log",
+                    "stream": "raw",
+                    "severity": "INFO",
+                    "lines": [ln.decode("utf-8", "replace") for ln in lines],
+                    "ts": time.time(),
+                }
+            )
+        if final:
+            os.close(self.raw)
+            self.raw = None
+
+    def read(self, ready: set[Any]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        done = self.proc.sentinel in ready
+        if done or self.conn in ready:
+            self._read_conn(events)
+        if self.raw is not None and (done or self.raw in ready):
+            self._read_raw(events, final=done)
+        if done:
+            self.proc.join()
+            if self._conn_open:
+                self.conn.close()
+                self._conn_open = False
+            events.append({"event": "exit", "exitcode": self.proc.exitcode})
+        return events
+
+    def terminate(self) -> None:
+        if self.proc.is_alive():
+            self.proc.terminate()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+@hookimpl(trylast=True)
+def flowmancer_task_spawn(job: Job, task: TaskRun) -> ProcessHandle:
+    open_conns = [t.handle.conn for t in job.running.values() if isinstance(t.handle, ProcessHandle)]
+    return ProcessHandle(job, task, open_conns)

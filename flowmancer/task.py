@@ -1,0 +1,117 @@
+"""The ``Task`` base class and the ``@task`` decorator.
+
+A task is a pydantic model: its type-hinted class attributes are its parameters, validated from the
+job YAML before anything runs. One instance lives in one OS process for one attempt.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from . import registry
+from .events import Severity
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Who this task is inside the job (``self.task_info``)."""
+
+    name: str  #: instance name in the job YAML, e.g. ``final-fail-task``
+    class_name: str  #: the ``@task`` class, e.g. ``FailImmediately``
+    dependencies: tuple[str, ...] = ()
+    attempt: int = 1
+    max_attempts: int = 1
+    is_restart: bool = False  #: this task had FAILED in the run being resumed with ``-r``
+    job_name: str = "flowmancer"
+
+
+class TaskLogger:
+    """``self.logger``: writes one log line with a severity. The worker wires ``emit``."""
+
+    def __init__(self, emit: Optional[Callable[[Severity, str], None]] = None) -> None:
+        self._emit = emit or (lambda severity, msg: print(f"{severity.value} - {msg}"))
+
+    def log(self, severity: Severity, msg: object) -> None:
+        self._emit(severity, str(msg))
+
+    def debug(self, msg: object) -> None:
+        self.log(Severity.DEBUG, msg)
+
+    def info(self, msg: object) -> None:
+        self.log(Severity.INFO, msg)
+
+    def warning(self, msg: object) -> None:
+        self.log(Severity.WARNING, msg)
+
+    def error(self, msg: object) -> None:
+        self.log(Severity.ERROR, msg)
+
+    def critical(self, msg: object) -> None:
+        self.log(Severity.CRITICAL, msg)
+
+
+class Task(ABC, BaseModel):
+    """Extend this, add type-hinted parameters and implement ``run``.
+
+    Lifecycle (each optional but ``run``): ``on_create``, ``on_restart`` (only when resuming a task
+    that had failed), ``run``, then ``on_success`` or ``on_failure``, then ``on_destroy`` always;
+    ``on_abort`` when the run is interrupted.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_enum_values=True)
+
+    _fm_shared_dict: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _fm_logger: TaskLogger = PrivateAttr(default_factory=TaskLogger)
+    _fm_info: Optional[TaskInfo] = PrivateAttr(default=None)
+
+    @property
+    def shared_dict(self) -> dict[str, Any]:
+        """Values shared across tasks: a task sees every write made by tasks that finished before it
+        started; its own writes reach the parent at once (see the README)."""
+        return self._fm_shared_dict
+
+    @property
+    def logger(self) -> TaskLogger:
+        return self._fm_logger
+
+    @property
+    def task_info(self) -> TaskInfo:
+        if self._fm_info is None:
+            return TaskInfo(name=type(self).__name__, class_name=type(self).__name__)
+        return self._fm_info
+
+    def on_create(self) -> None:
+        pass
+
+    def on_restart(self) -> None:
+        pass
+
+    @abstractmethod
+    def run(self) -> None: ...
+
+    def on_success(self) -> None:
+        pass
+
+    def on_failure(self) -> None:
+        pass
+
+    def on_destroy(self) -> None:
+        pass
+
+    def on_abort(self) -> None:
+        pass
+
+
+T = TypeVar("T", bound=type[Task])
+
+
+def task(t: T) -> T:
+    """Make a ``Task`` subclass available to job definitions under its class name."""
+    if not (isinstance(t, type) and issubclass(t, Task)):
+        raise TypeError(f"@task needs a subclass of flowmancer.task.Task, got {t!r}")
+    registry.declare("task", t)
+    return t

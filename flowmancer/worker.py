@@ -1,0 +1,251 @@
+"""The child side: run one attempt of one task and report it over a pipe.
+
+No plugin manager here. The child turns ``print``/stderr/``self.logger`` into line events, sends
+each ``shared_dict`` write at once, and ends with one ``finished`` event. Anything that kills it
+before that (``os._exit``, a signal, a segfault) is noticed by the parent from the process sentinel.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any, Iterable, Optional
+
+from .events import Severity
+from .task import Task, TaskInfo, TaskLogger
+
+
+class TaskAborted(BaseException):
+    """Raised in the task's main thread when the run is interrupted (SIGTERM from the parent)."""
+
+
+class _Sender:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.conn.send(event)
+
+
+class LineWriter(io.TextIOBase):
+    """A text stream that sends complete lines; a partial line waits for its newline (or ``close``)."""
+
+    def __init__(self, send: _Sender, stream: str, severity: Severity) -> None:
+        self._send = send
+        self._stream = stream
+        self._severity = severity.value
+        self._buf = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if "\n" not in s:
+            self._buf += s
+            return len(s)
+        data = self._buf + s
+        *lines, self._buf = data.split("\n")
+        self._send(
+            {"event": "log", "stream": self._stream, "severity": self._severity, "lines": lines, "ts": time.time()}
+        )
+        return len(s)
+
+    def flush(self) -> None:  # complete lines are already sent; a partial line must not be split
+        pass
+
+    def finish(self) -> None:
+        if self._buf:
+            rest, self._buf = self._buf, ""
+            self._send(
+                {"event": "log", "stream": self._stream, "severity": self._severity, "lines": [rest], "ts": time.time()}
+            )
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def isatty(self) -> bool:
+        return False
+
+
+class SharedDict(dict):  # type: ignore[type-arg]
+    """The child's view of ``shared_dict``: a snapshot whose key writes are forwarded to the parent."""
+
+    def __init__(self, snapshot: dict[str, Any], send: _Sender) -> None:
+        super().__init__(snapshot)
+        self._send = send
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._send({"event": "shared", "op": "set", "key": key, "value": value})
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self._send({"event": "shared", "op": "del", "key": key})
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        if key in self:
+            value = self[key]
+            del self[key]
+            return value
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def popitem(self) -> tuple[Any, Any]:
+        key = next(reversed(self))
+        return key, self.pop(key)
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
+
+
+def _format_exc(exc: BaseException) -> str:
+    """The traceback without flowmancer's own frames, so the user's code is what they see."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip("\n")
+
+
+def _exit_failed(exc: SystemExit) -> bool:
+    return exc.code not in (0, None)
+
+
+class _Lifecycle:
+    def __init__(self, task: Task, send: _Sender, info: TaskInfo) -> None:
+        self.task = task
+        self.send = send
+        self.info = info
+        self.error: Optional[str] = None
+        self.tb: Optional[str] = None
+        self.aborted = False
+        self._abort_done = False
+
+    def _fail(self, stage: str, exc: BaseException) -> None:
+        text = _format_exc(exc)
+        if isinstance(exc, SystemExit):
+            summary = f"{stage}() called sys.exit({exc.code!r})"
+        else:
+            summary = f"{stage}() raised {type(exc).__name__}: {exc}".rstrip(": ")
+        self.send({"event": "log", "stream": "traceback", "severity": "ERROR", "lines": [text], "ts": time.time()})
+        if self.error is None:
+            self.error, self.tb = summary, text
+
+    def call(self, stage: str) -> bool:
+        try:
+            getattr(self.task, stage)()
+        except TaskAborted:
+            self.aborted = True
+            return False
+        except SystemExit as exc:
+            if _exit_failed(exc):
+                self._fail(stage, exc)
+                return False
+        except BaseException as exc:  # noqa: BLE001 - the task's failure is data, not our crash
+            self._fail(stage, exc)
+            return False
+        return True
+
+    def run(self) -> None:
+        ok = self.call("on_create") and (not self.info.is_restart or self.call("on_restart")) and self.call("run")
+        if self.aborted:
+            self._abort()
+        elif ok:
+            self.call("on_success")
+        else:
+            self.call("on_failure")
+        if self.aborted and not self._abort_done:
+            self._abort()
+        self.call("on_destroy")
+
+    def _abort(self) -> None:
+        self._abort_done = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # on_abort itself must not be cut short by a retry
+        try:
+            self.task.on_abort()
+        except BaseException as exc:  # noqa: BLE001
+            self._fail("on_abort", exc)
+
+
+def _raise_aborted(signum: int, frame: Any) -> None:
+    raise TaskAborted()
+
+
+def child_main(
+    conn: Any,
+    raw_fd: Optional[int],
+    task: Task,
+    info: TaskInfo,
+    snapshot: dict[str, Any],
+    workdir: Optional[str],
+    closefds: Iterable[Any] = (),
+) -> None:
+    """Entry point of a task process (target of ``multiprocessing.Process``)."""
+    for c in closefds:  # the parent's ends of other tasks' pipes: not ours to hold open
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
+    signal.signal(signal.SIGTERM, _raise_aborted)
+    if raw_fd is not None:  # output written below Python (C code, subprocesses) reaches the parent too
+        os.dup2(raw_fd, 1)
+        os.dup2(raw_fd, 2)
+        os.close(raw_fd)
+    if workdir:
+        os.chdir(workdir)
+    send = _Sender(conn)
+    out = LineWriter(send, "stdout", Severity.INFO)
+    err = LineWriter(send, "stderr", Severity.ERROR)
+    sys.stdout, sys.stderr = out, err
+
+    def emit(severity: Severity, msg: str) -> None:
+        send(
+            {
+                "event": "log",
+                "stream": "logger",
+                "severity": severity.value,
+                "lines": msg.split("\n"),
+                "ts": time.time(),
+            }
+        )
+
+    task._fm_shared_dict = SharedDict(snapshot, send)
+    task._fm_logger = TaskLogger(emit)
+    task._fm_info = info
+    life = _Lifecycle(task, send, info)
+    try:
+        life.run()
+    except TaskAborted:
+        life.aborted = True
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        out.finish()
+        err.finish()
+        send(
+            {
+                "event": "finished",
+                "ok": life.error is None and not life.aborted,
+                "aborted": life.aborted,
+                "error": life.error,
+                "traceback": life.tb,
+            }
+        )
+        conn.close()

@@ -1,0 +1,1 @@
+"""Optional Flowmancer plugins, loaded only when asked for (``-p flowmancer_contrib.<name>``)."""
