@@ -91,10 +91,14 @@ def _setup(
     default_root: Optional[Path],
     default_jobdef: Optional[str],
     extra_vars: Optional[dict[str, str]],
+    plugins: Sequence[object] = (),
 ) -> Config:
     pm = FlowmancerPluginManager()
     to_load = pm.consider_preparse([*preparse_plugin_args(argv), *pm.load_env_plugins()])
     pm.load_builtins()
+    for i, plugin in enumerate(plugins):
+        pm.register(plugin, f"<passed plugin {i}>")
+        pm.origins[f"<passed plugin {i}>"] = "passed to run()"
     parser = build_parser(prog)
     pm.hook.flowmancer_addoption.call_historic(kwargs={"parser": parser})
     # Parse once leniently to learn the root, so `-p module` can be imported from it.
@@ -133,12 +137,13 @@ def run(
     default_jobdef: Optional[str] = None,
     extra_vars: Optional[dict[str, str]] = None,
     raise_errors: bool = False,
+    plugins: Sequence[object] = (),
 ) -> tuple[int, Optional[Config]]:
     """Run one job from command-line arguments; return (exit code, config)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     config: Optional[Config] = None
     try:
-        config = _setup(argv, prog, default_root, default_jobdef, extra_vars)
+        config = _setup(argv, prog, default_root, default_jobdef, extra_vars, plugins)
     except FlowmancerError as exc:
         if raise_errors:
             raise

@@ -1,0 +1,184 @@
+"""``fmtester``: a pytest fixture to write a job project in a temp folder and run it (pytester's twin).
+
+Opt in with ``pytest_plugins = ["flowmancer.testing"]`` in your root ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import pytest
+import yaml
+
+from .cli import run as cli_run
+from .config import Config
+from .events import ExecutionState
+from .hookimpl import hookimpl
+from .job import Job
+
+_SUMMARY = re.compile(r"(\d+) (completed|failed|defaulted|aborted|skipped|not run)")
+
+
+@dataclass
+class HookCall:
+    name: str
+    kwargs: dict[str, Any]
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.kwargs[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+class HookRecorder:
+    """A plugin that records every hook call made after ``flowmancer_configure``."""
+
+    def __init__(self) -> None:
+        self.calls: list[HookCall] = []
+
+    @hookimpl(tryfirst=True)
+    def flowmancer_configure(self, config: Config) -> None:
+        def before(name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+            self.calls.append(HookCall(name, dict(kwargs)))
+
+        def after(outcome: Any, name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+            pass
+
+        config.pluginmanager.add_hookcall_monitoring(before, after)
+
+    def getcalls(self, name: str) -> list[HookCall]:
+        return [c for c in self.calls if c.name == name]
+
+
+@dataclass
+class RunResult:
+    ret: int
+    stdout: str
+    stderr: str
+    duration: float
+    job: Optional[Job] = None
+    config: Optional[Config] = None
+    recorder: Optional[HookRecorder] = None
+    outlines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.outlines = self.stdout.splitlines()
+
+    def state(self, task: str) -> ExecutionState:
+        assert self.job is not None, "state() needs an in-process run()"
+        return self.job.tasks[task].state
+
+    def states(self) -> dict[str, str]:
+        assert self.job is not None, "states() needs an in-process run()"
+        return {t.name: t.state.value for t in self.job}
+
+    def parseoutcomes(self) -> dict[str, int]:
+        for line in reversed(self.outlines):
+            if line.startswith("===") or " in " in line:
+                found = {k.replace(" ", "_"): int(n) for n, k in _SUMMARY.findall(line)}
+                if found:
+                    return found
+        raise ValueError(f"no summary line in output:\n{self.stdout}")
+
+    def assert_outcomes(self, **expected: int) -> None:
+        got = self.parseoutcomes()
+        wanted = {k: v for k, v in expected.items() if v}
+        assert got == wanted, f"outcomes {got} != {wanted}\n{self.stdout}\n{self.stderr}"
+
+
+class FMTester:
+    """Build a throw-away job project under ``path`` and run it."""
+
+    def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.path = path
+        self._monkeypatch = monkeypatch
+        monkeypatch.chdir(path)
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        monkeypatch.delenv("FORCE_COLOR", raising=False)
+
+    def makefile(self, relpath: str, content: str) -> Path:
+        p = self.path / relpath
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
+        return p
+
+    def make_tasks(self, source: str, name: str = "mytasks", folder: str = "tasks", package: bool = True) -> Path:
+        """Write a task module ``<folder>/<name>.py`` (a package unless ``package=False``)."""
+        if package:
+            init = self.path / folder / "__init__.py"
+            if not init.exists():
+                self.makefile(f"{folder}/__init__.py", "")
+        return self.makefile(f"{folder}/{name}.py", source)
+
+    def make_jobdef(self, content: Union[str, dict[str, Any]], name: str = "job.yaml") -> Path:
+        text = yaml.safe_dump(content, sort_keys=False) if isinstance(content, dict) else content
+        return self.makefile(name, text)
+
+    def make_conf(self, source: str, folder: str = ".") -> Path:
+        return self.makefile(f"{folder}/flowmancerconf.py", source)
+
+    @contextlib.contextmanager
+    def _isolated(self) -> Iterator[None]:
+        """Undo the imports a run made, so the next run in this process collects afresh."""
+        modules = set(sys.modules)
+        path = list(sys.path)
+        try:
+            yield
+        finally:
+            for name in set(sys.modules) - modules:
+                del sys.modules[name]
+            sys.path[:] = path
+
+    def run(self, *args: str, jobdef: str = "job.yaml", plugins: tuple[object, ...] = ()) -> RunResult:
+        """Run in this process (fast; the result holds the ``Job``). Tasks still run in child processes."""
+        argv = list(args)
+        if jobdef and "-j" not in argv and "--jobdef" not in argv:
+            argv = ["-j", jobdef, *argv]
+        recorder = HookRecorder()
+        out, err = io.StringIO(), io.StringIO()
+        start = time.perf_counter()
+        with self._isolated(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code, config = cli_run(argv, plugins=(recorder, *plugins))
+        return RunResult(
+            code,
+            out.getvalue(),
+            err.getvalue(),
+            time.perf_counter() - start,
+            job=config.job if config else None,
+            config=config,
+            recorder=recorder,
+        )
+
+    def run_subprocess(
+        self, *args: str, jobdef: Optional[str] = "job.yaml", timeout: float = 120, env: Optional[dict[str, str]] = None
+    ) -> RunResult:
+        """Run ``python -m flowmancer`` as a real process."""
+        argv = list(args)
+        if jobdef and "-j" not in argv and "--jobdef" not in argv:
+            argv = ["-j", jobdef, *argv]
+        return self.run_python("-m", "flowmancer", *argv, timeout=timeout, env=env)
+
+    def run_python(self, *args: str, timeout: float = 120, env: Optional[dict[str, str]] = None) -> RunResult:
+        full_env = {**os.environ, **(env or {})}
+        full_env.pop("NO_COLOR", None)
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, *args], cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env
+        )
+        return RunResult(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start)
+
+
+@pytest.fixture
+def fmtester(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FMTester:
+    return FMTester(tmp_path, monkeypatch)

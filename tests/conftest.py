@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+RECORDER_TASKS = '''
+import os
+import time
+
+from flowmancer.task import Task, task
+
+
+@task
+class Record(Task):
+    """Sleeps, then appends "<name> <start> <end> <attempt>" to events.txt (one line per attempt)."""
+
+    sleep: float = 0.0
+    fail_times: int = 0  # fail this many attempts, then succeed
+
+    def run(self) -> None:
+        t0 = time.time()
+        time.sleep(self.sleep)
+        info = self.task_info
+        with open("events.txt", "a") as f:
+            f.write(f"{info.name} {t0} {time.time()} {info.attempt}\\n")
+        if info.attempt <= self.fail_times:
+            raise RuntimeError(f"{info.name} failing attempt {info.attempt}")
+'''
+
+
+class Timeline:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def rows(self) -> list[tuple[str, float, float, int]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            name, t0, t1, attempt = line.split()
+            out.append((name, float(t0), float(t1), int(attempt)))
+        return out
+
+    def names(self) -> list[str]:
+        return [r[0] for r in sorted(self.rows(), key=lambda r: r[1])]
+
+    def span(self, name: str) -> tuple[float, float]:
+        rows = [r for r in self.rows() if r[0] == name]
+        return rows[-1][1], rows[-1][2]
+
+    def max_overlap(self) -> int:
+        points = []
+        for _, t0, t1, _ in self.rows():
+            points += [(t0, 1), (t1, -1)]
+        cur = best = 0
+        for _, d in sorted(points, key=lambda p: (p[0], p[1])):
+            cur += d
+            best = max(best, cur)
+        return best
+
+
+@pytest.fixture
+def recorder_project(fmtester):
+    fmtester.make_tasks(RECORDER_TASKS, name="recorder")
+    return fmtester
+
+
+@pytest.fixture
+def timeline(fmtester) -> Timeline:
+    return Timeline(fmtester.path / "events.txt")
