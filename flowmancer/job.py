@@ -134,11 +134,16 @@ def _suggest(name: str, choices: list[str]) -> str:
     return f"did you mean '{close[0]}'?" if close else ""
 
 
-def build_job(config: Config, loaded: LoadedJobDef, registry: Registry) -> Job:
-    problems: list[Problem] = []
+def _problem_order(p: Problem) -> tuple[str, int]:
+    return (p.location.file, p.location.line) if p.location else ("", 0)
+
+
+def build_job(config: Config, loaded: LoadedJobDef, registry: Registry, problems: list[Problem]) -> Job:
+    """Check classes, parameters and the DAG; raise every problem (``problems`` plus new ones) at once."""
     model = loaded.model
+    known = set(loaded.task_names) | set(model.tasks)
     tasks: dict[str, TaskRun] = {}
-    if not model.tasks:
+    if not known:
         problems.append(
             Problem(
                 "the job has no tasks",
@@ -198,6 +203,7 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry) -> Job:
                 ("tasks", name, "parameters"),
                 noun="parameter",
                 hint=f"see the type hints of {cls.__name__} in {class_file(cls)}",
+                model=cls,
             )
             continue
         tasks[name] = TaskRun(name=name, definition=tdef, cls=cls, instance=instance, index=index, location=loc)
@@ -218,10 +224,10 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry) -> Job:
                         hint="remove it from its own dependencies",
                     )
                 )
-            elif dep not in model.tasks:
-                hint = _suggest(dep, list(model.tasks)) or f"defined tasks: {', '.join(model.tasks)}"
+            elif dep not in known:
+                hint = _suggest(dep, sorted(known)) or f"defined tasks: {', '.join(sorted(known))}"
                 problems.append(Problem(f"undefined dependency '{dep}'", dloc, where=where, hint=hint))
-            elif dep not in seen:
+            elif dep not in seen and dep in model.tasks:
                 seen.add(dep)
                 deps_ok.append(dep)
         tdef.dependencies = deps_ok
@@ -239,7 +245,7 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry) -> Job:
             )
         )
     if problems:
-        raise JobDefinitionError(problems)
+        raise JobDefinitionError(sorted(problems, key=_problem_order))
     for t in tasks.values():
         for dep in t.dependencies:
             tasks[dep].dependents.append(t.name)

@@ -109,6 +109,8 @@ class LoadedJobDef:
     marks: Marks
     path: Path
     files: list[Path] = field(default_factory=list)  # the job file and every include, for --watch
+    problems: list[Problem] = field(default_factory=list)  # schema problems (invalid parts left out)
+    task_names: list[str] = field(default_factory=list)  # every task named, valid or not
 
     def location(self, path: Path_) -> Optional[Location]:
         return locate(self.marks, path)
@@ -154,6 +156,11 @@ class _Builder:
                 Problem("recursive YAML alias", self.loc(node), hint="an anchor cannot contain itself")
             )
             return None
+        if node.tag not in yaml.constructor.SafeConstructor.yaml_constructors:
+            self.problems.append(
+                Problem(f"YAML tag {node.tag} is not allowed", self.loc(node), hint="write plain values, without tags")
+            )
+            return None
         if isinstance(node, yaml.MappingNode):
             self._stack.add(id(node))
             self.constructor.flatten_mapping(node)
@@ -195,9 +202,12 @@ def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
     loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1)
     what = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
+    cmark = getattr(exc, "context_mark", None)
+    if context and cmark is not None and mark is not None and cmark.line != mark.line:
+        context += f" that starts at line {cmark.line + 1}"
     msg = f"YAML syntax error: {what}" + (f" ({context})" if context else "")
     hint = "check indentation and quoting on this line or the one above"
-    if "\t" in what or "tab" in what.lower():
+    if "\t" in what or "\\t" in what:
         hint = "YAML does not allow tabs for indentation: use spaces"
     elif "could not determine a constructor" in what:
         hint = "tags such as !!python/object are not allowed; write plain values"
@@ -381,14 +391,13 @@ def _model_at(loc: Path_) -> Optional[type[BaseModel]]:
     return None
 
 
-def _friendly(err: Mapping[str, Any], noun: str = "key") -> tuple[str, str]:
+def _friendly(err: Mapping[str, Any], noun: str, loc: Path_, model: Optional[type[BaseModel]]) -> tuple[str, str]:
     kind = err["type"]
-    loc = tuple(err["loc"])
     if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
+        model = model if model is not None and len(err["loc"]) == 1 else _model_at(loc[:-1])
         known = list(model.model_fields) if model else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else (f"allowed keys: {', '.join(known)}" if known else "")
+        hint = f"did you mean '{close[0]}'?" if close else (f"known {noun}s: {', '.join(known)}" if known else "")
         return f"unknown {noun} '{loc[-1]}'", hint
     if kind == "missing":
         return f"missing required {noun} '{loc[-1]}'", ""
@@ -400,15 +409,41 @@ def _friendly(err: Mapping[str, Any], noun: str = "key") -> tuple[str, str]:
 
 
 def problems_from_validation(
-    exc: ValidationError, marks: Marks, prefix: Path_ = (), noun: str = "key", hint: str = ""
+    exc: ValidationError,
+    marks: Marks,
+    prefix: Path_ = (),
+    noun: str = "key",
+    hint: str = "",
+    model: Optional[type[BaseModel]] = None,
 ) -> list[Problem]:
+    """One ``Problem`` per pydantic error; ``model`` is what was validated at ``prefix``."""
     out = []
     for err in exc.errors(include_url=False):
         loc = (*prefix, *err["loc"])
-        msg, own_hint = _friendly(err, noun)
+        msg, own_hint = _friendly(err, noun, loc, model)
         own_hint = own_hint or hint
         out.append(Problem(msg, locate(marks, loc), where=dotted(loc), hint=own_hint))
     return out
+
+
+def _prune(data: dict[Any, Any], errors: list[Any]) -> dict[Any, Any]:
+    """Drop the parts that failed schema validation so the rest can still be checked."""
+    bad_top: set[Any] = set()
+    bad_tasks: set[Any] = set()
+    for err in errors:
+        loc = err["loc"]
+        if loc and loc[0] == "tasks" and len(loc) >= 2:
+            bad_tasks.add(loc[1])
+        elif loc:
+            bad_top.add(loc[0])
+    pruned = {k: v for k, v in data.items() if k not in bad_top}
+    tasks = data.get("tasks")
+    pruned["tasks"] = (
+        {k: v for k, v in tasks.items() if k not in bad_tasks}
+        if isinstance(tasks, dict) and "tasks" not in bad_top
+        else {}
+    )
+    return pruned
 
 
 def load_jobdef(
@@ -417,7 +452,11 @@ def load_jobdef(
     variables: Optional[Mapping[str, str]] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> LoadedJobDef:
-    """Read, merge, substitute and validate a job definition; raise ``JobDefinitionError`` on problems."""
+    """Read, merge, substitute and validate a job definition.
+
+    YAML that cannot be read raises ``JobDefinitionError`` at once. Schema problems are kept in
+    ``LoadedJobDef.problems`` with the invalid parts left out, so later checks still report the rest.
+    """
     sources = {
         "ENV": dict(os.environ if environ is None else environ),
         "VAR": dict(variables or {}),
@@ -425,10 +464,20 @@ def load_jobdef(
     }
     loader = _Loader(rootdir, sources)
     data, marks = loader.load(path)
-    if loader.problems:
+    if loader.problems and not data:
         raise JobDefinitionError(loader.problems)
+    problems = list(loader.problems)
+    names = (
+        [k for k in data.get("tasks", None) or {} if isinstance(k, str)] if isinstance(data.get("tasks"), dict) else []
+    )
     try:
         model = JobDefinition.model_validate(data)
     except ValidationError as exc:
-        raise JobDefinitionError(problems_from_validation(exc, marks)) from None
-    return LoadedJobDef(model=model, marks=marks, path=path.resolve(), files=loader.files)
+        problems += problems_from_validation(exc, marks)
+        try:
+            model = JobDefinition.model_validate(_prune(data, exc.errors(include_url=False)))
+        except ValidationError:
+            model = JobDefinition(tasks={})
+    return LoadedJobDef(
+        model=model, marks=marks, path=path.resolve(), files=loader.files, problems=problems, task_names=names
+    )

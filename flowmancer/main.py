@@ -6,7 +6,7 @@ from typing import Optional
 
 from .collect import collect_directories, collect_packages
 from .config import Config
-from .errors import JobDefinitionError, UsageError
+from .errors import UsageError
 from .exitcode import ExitCode
 from .hookimpl import hookimpl
 from .job import Job, build_job
@@ -20,11 +20,10 @@ def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
         raise UsageError("no job definition given: pass -j/--jobdef PATH")
     loaded = load_jobdef(config.jobdef_path, config.rootdir, config.variables)
     cfg = loaded.model.config
-    problems = collect_directories(config.rootdir, cfg.extension_directories)
+    problems = list(loaded.problems)
+    problems += collect_directories(config.rootdir, cfg.extension_directories)
     problems += collect_packages(cfg.extension_packages)
-    if problems:
-        raise JobDefinitionError(problems)
-    return build_job(config, loaded, Registry("task"))
+    return build_job(config, loaded, Registry("task"), problems)
 
 
 def exit_code_for(job: Job) -> ExitCode:

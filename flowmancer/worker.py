@@ -7,6 +7,7 @@ before that (``os._exit``, a signal, a segfault) is noticed by the parent from t
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import os
 import signal
@@ -209,6 +210,7 @@ def child_main(
         os.dup2(raw_fd, 1)
         os.dup2(raw_fd, 2)
         os.close(raw_fd)
+        faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # a segfault's stack goes to the log
     if workdir:
         os.chdir(workdir)
     send = _Sender(conn)
