@@ -15,7 +15,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import pytest
 import yaml
@@ -49,10 +49,10 @@ class HookRecorder:
 
     @hookimpl(tryfirst=True)
     def flowmancer_configure(self, config: Config) -> None:
-        def before(name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+        def before(name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
             self.calls.append(HookCall(name, dict(kwargs)))
 
-        def after(outcome: Any, name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+        def after(outcome: Any, name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
             pass
 
         config.pluginmanager.add_hookcall_monitoring(before, after)

@@ -36,7 +36,10 @@ def errors_of(fmtester, yaml_text, name="job.yaml"):
 
 CASES = [
     # (yaml, expected fragments: each must appear in the error output)
-    ("tasks:\n  a: {task: DoSomething, parameters: {count: 1}\n", ["job.yaml:3", "YAML syntax error", "flow mapping that starts at line 2"]),
+    (
+        "tasks:\n  a: {task: DoSomething, parameters: {count: 1}\n",
+        ["job.yaml:3", "YAML syntax error", "flow mapping that starts at line 2"],
+    ),
     ("tasks:\n\ta: {task: DoSomething}\n", ["job.yaml:2", "tabs for indentation"]),
     (
         "tasks:\n  a: {task: DoSomething, parameters: {count: 1}}\n  a: {task: DoSomething}\n",

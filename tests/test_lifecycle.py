@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-LIFECYCLE_TASKS = '''
+LIFECYCLE_TASKS = """
 import os
 import signal
 import sys
@@ -52,7 +52,7 @@ class Life(Task):
 
     def on_destroy(self):
         self._mark("on_destroy")
-'''
+"""
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-OUTPUT_TASKS = '''
+OUTPUT_TASKS = """
 import os
 import sys
 import time
@@ -30,7 +30,7 @@ class Talk(Task):
         for i in range(self.lines):
             print(f"line {i}")
         print("no newline at the end", end="")
-'''
+"""
 
 
 def _records(result, task="talk"):
