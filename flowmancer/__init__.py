@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import hookspec
 from .driver import Flowmancer
 from .events import ExecutionState, LogRecord, Severity, TaskResult
 from .exitcode import ExitCode
@@ -20,5 +21,6 @@ __all__ = [
     "TaskResult",
     "__version__",
     "hookimpl",
+    "hookspec",
     "task",
 ]

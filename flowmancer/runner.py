@@ -89,12 +89,14 @@ class Scheduler:
         self.open -= 1
         if task.state in _SATISFIED:
             for name in task.dependents:
+                if name not in self.waiting:  # settled before the run (skipped, restored)
+                    continue
                 self.waiting[name] -= 1
                 dep = self.job.tasks[name]
                 if self.waiting[name] == 0 and dep.state is S.INIT:
                     self._queue(dep)
-        elif task.state in _BLOCKING:
-            self._default_downstream(task)
+        elif task.state in _BLOCKING and not self.aborting:
+            self._default_downstream(task)  # after an abort, dependents stay "not run": -r runs them
 
     def _default_downstream(self, failed: TaskRun) -> None:
         stack = [(failed.name, n) for n in failed.dependents]
@@ -186,7 +188,11 @@ class Scheduler:
                 result.error = f"aborted ({result.error})"
         elif fin["aborted"] or (self.aborting and not fin["ok"]):
             result.state = S.ABORTED
-            result.error = "aborted by " + _signame(self.job.interrupted)
+            result.error = (
+                f"aborted by {_signame(self.job.interrupted)}"
+                if self.job.interrupted
+                else "aborted: the task process received SIGTERM"
+            )
         elif not fin["ok"]:
             result.state = S.FAILED
             result.error, result.traceback = fin["error"], fin["traceback"]
@@ -262,8 +268,7 @@ class Scheduler:
                 ready = set(wait([*self.by_waitable, sigs.r], timeout))
                 if sigs.r in ready:
                     sigs.drain()
-                    while sigs.signals:
-                        self._abort(sigs.signals.pop(0))
+                self._take_signals(sigs)
                 tasks = {id(self.by_waitable[w]): self.by_waitable[w] for w in ready if w in self.by_waitable}
                 for task in tasks.values():
                     if task.handle is not None:
@@ -274,12 +279,15 @@ class Scheduler:
                             t.handle.kill()
                     self.kill_at = None
                 self._fire_timers()
+            self._take_signals(sigs)  # one that raced the last task's exit still counts
+
+    def _take_signals(self, sigs: _SignalWatch) -> None:
+        while sigs.signals:
+            self._abort(sigs.signals.pop(0))
 
 
 def _signame(signum: Optional[int]) -> str:
-    if signum is None:
-        return "request"
-    return signal.Signals(signum).name
+    return signal.Signals(signum).name if signum else "request"
 
 
 @hookimpl(trylast=True)

@@ -129,7 +129,7 @@ class FMTester:
         return self.makefile(f"{folder}/flowmancerconf.py", source)
 
     @contextlib.contextmanager
-    def _isolated(self) -> Iterator[None]:
+    def isolated(self) -> Iterator[None]:
         """Undo the imports a run made, so the next run in this process collects afresh."""
         modules = set(sys.modules)
         path = list(sys.path)
@@ -148,7 +148,7 @@ class FMTester:
         recorder = HookRecorder()
         out, err = io.StringIO(), io.StringIO()
         start = time.perf_counter()
-        with self._isolated(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with self.isolated(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code, config = cli_run(argv, plugins=(recorder, *plugins))
         return RunResult(
             code,
@@ -170,8 +170,8 @@ class FMTester:
         return self.run_python("-m", "flowmancer", *argv, timeout=timeout, env=env)
 
     def run_python(self, *args: str, timeout: float = 120, env: Optional[dict[str, str]] = None) -> RunResult:
-        full_env = {**os.environ, **(env or {})}
-        full_env.pop("NO_COLOR", None)
+        base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+        full_env = {**base, **(env or {})}
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, *args], cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env

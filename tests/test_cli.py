@@ -1,0 +1,209 @@
+"""The `flowmancer` command and the `Flowmancer().start()` driver, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from flowmancer import Flowmancer, __version__
+from flowmancer.exitcode import ExitCode
+
+OK_TASKS = """
+from flowmancer.task import Task, task
+
+@task
+class Hello(Task):
+    def run(self):
+        print("hello from", self.task_info.name)
+
+@task
+class Boom(Task):
+    def run(self):
+        raise RuntimeError("boom")
+"""
+
+
+@pytest.fixture
+def project(fmtester):
+    fmtester.make_tasks(OK_TASKS)
+    fmtester.make_jobdef("config: {name: cli-job}\ntasks:\n  a: {task: Hello}\n  b: {task: Hello, dependencies: [a]}\n")
+    return fmtester
+
+
+def test_version_and_help(project):
+    r = project.run_subprocess("--version", jobdef=None)
+    assert r.ret == 0 and r.stdout.strip() == f"flowmancer {__version__}"
+    r = project.run_subprocess("--help", jobdef=None)
+    assert r.ret == 0
+    for frag in ["--jobdef", "--restart", "--max-concurrency", "--var", "--skip", "--run-to", "exit codes:", "130"]:
+        assert frag in r.stdout
+
+
+def test_plain_output_without_tty_and_summary(project):
+    r = project.run_subprocess()
+    assert r.ret == 0, r.stderr
+    assert "\x1b[" not in r.stdout  # not a TTY: no colour
+    assert "job 'cli-job' · 2 tasks" in r.stdout
+    assert f"root: {project.path}" in r.stdout
+    assert r.outlines[-1].startswith("=== 2 completed in ")
+    r.assert_outcomes(completed=2)
+
+
+def test_colour_forced_and_no_color_wins(project):
+    r = project.run_subprocess("--color", "yes")
+    assert "\x1b[32m" in r.stdout
+    r = project.run_subprocess(env={"FORCE_COLOR": "1"})
+    assert "\x1b[" in r.stdout
+    r = project.run_subprocess("--color", "auto", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert "\x1b[" not in r.stdout
+
+
+def test_quiet_levels(project):
+    r = project.run_subprocess("-q")
+    assert r.ret == 0
+    assert r.outlines == [r.outlines[-1]] and "2 completed" in r.stdout
+    project.make_jobdef("tasks:\n  a: {task: Boom}\n  b: {task: Hello}\n")
+    r = project.run_subprocess("-q")
+    assert r.ret == ExitCode.TASKS_FAILED
+    assert "FAILURES" in r.stdout and "RuntimeError: boom" in r.stdout and "COMPLETED" not in r.stdout
+    r = project.run_subprocess("-qq")
+    assert len(r.outlines) == 1 and "1 completed, 1 failed" in r.stdout
+
+
+def test_usage_errors_exit_2_without_traceback(project):
+    for args in (["--bogus"], ["--max-concurrency", "x"]):
+        r = project.run_subprocess(*args)
+        assert r.ret == ExitCode.USAGE_ERROR, args
+        assert "Traceback" not in r.stderr and "try 'flowmancer --help'" in r.stderr
+    r = project.run_subprocess(jobdef=None)
+    assert r.ret == ExitCode.USAGE_ERROR and "pass -j/--jobdef" in r.stderr
+
+
+def test_rootdir_discovery_and_override(fmtester):
+    fmtester.make_tasks(OK_TASKS)
+    fmtester.make_jobdef("tasks:\n  a: {task: Hello}\n", name="jobs/nested/job.yaml")
+    r = fmtester.run_subprocess(jobdef="jobs/nested/job.yaml")
+    assert r.ret == 0, r.stderr
+    assert f"root: {fmtester.path}\n" in r.stdout  # nearest folder with tasks/
+    # --root elsewhere: no tasks there, so the class is unknown.
+    (fmtester.path / "empty").mkdir()
+    r = fmtester.run_subprocess("--root", "empty", jobdef="jobs/nested/job.yaml")
+    assert r.ret == ExitCode.JOBDEF_ERROR and "unknown task class 'Hello'" in r.stderr
+
+
+def test_rootdir_by_pyproject_section(fmtester):
+    fmtester.makefile("proj/pyproject.toml", "[tool.flowmancer]\n")
+    fmtester.makefile("proj/extensions/t.py", OK_TASKS)
+    fmtester.makefile("proj/jobs/job.yaml", "tasks:\n  a: {task: Hello}\n")
+    r = fmtester.run_subprocess(jobdef="proj/jobs/job.yaml")
+    assert r.ret == 0, r.stderr
+    assert f"root: {fmtester.path / 'proj'}\n" in r.stdout
+
+
+def test_python_dash_m_and_console_script_agree(project):
+    exe = os.path.join(os.path.dirname(sys.executable), "flowmancer")
+    proc = subprocess.run([exe, "-j", "job.yaml", "-q"], cwd=project.path, capture_output=True, text=True)
+    assert proc.returncode == 0 and "2 completed" in proc.stdout
+
+
+def test_driver_under_pytest_uses_callers_folder(project, monkeypatch):
+    """Flowmancer() finds the app root from its caller, not the outermost frame (which is pytest here)."""
+    app = project.path / "app"
+    app.mkdir()
+    (project.path / "tasks").rename(app / "tasks")
+    (project.path / "job.yaml").rename(app / "job.yaml")
+    project.makefile(
+        "app/drive.py", "from flowmancer import Flowmancer\n\ndef go(argv):\n    return Flowmancer().start(argv=argv)\n"
+    )
+    with project.isolated():
+        sys.path.insert(0, str(app))
+        import drive  # type: ignore[import-not-found]
+
+        assert drive.go(["-j", str(app / "job.yaml"), "-q"]) == 0
+
+
+def test_driver_returns_count_and_raises_on_request(project, monkeypatch):
+    from flowmancer.errors import JobDefinitionError
+
+    project.make_jobdef("tasks:\n  a: {task: Boom}\n  b: {task: Hello, dependencies: [a]}\n  c: {task: Hello}\n")
+    with project.isolated():
+        assert Flowmancer(root=str(project.path)).start(argv=["-j", "job.yaml", "-qq"]) == 2  # 1 failed + 1 defaulted
+    project.make_jobdef("tasks:\n  a: {task: Nope}\n")
+    with project.isolated():
+        assert Flowmancer(root=str(project.path)).start(argv=["-j", "job.yaml"]) == ExitCode.JOBDEF_ERROR
+    with project.isolated(), pytest.raises(JobDefinitionError, match="unknown task class 'Nope'"):
+        Flowmancer(root=str(project.path)).start(argv=["-j", "job.yaml"], raise_exception_on_failure=True)
+
+
+def test_driver_default_jobdef_and_vars(project):
+    project.make_jobdef("config: {name: '$VAR{n}'}\ntasks:\n  a: {task: Hello}\n", name="jobs/default.yaml")
+    project.makefile(
+        "main.py",
+        """
+        import sys
+        from flowmancer import Flowmancer
+
+        fm = Flowmancer()
+        fm.set_jobdef_var("n", "named-by-driver")
+        sys.exit(fm.start(default_jobdef_path="jobs/default.yaml"))
+        """,
+    )
+    other = project.path / "other"
+    other.mkdir()
+    proc = subprocess.run([sys.executable, "../main.py"], cwd=other, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "job 'named-by-driver'" in proc.stdout
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_aborts_running_tasks(fmtester, sig, code):
+    fmtester.make_tasks(
+        """
+        import time
+        from flowmancer.task import Task, task
+
+        @task
+        class Slow(Task):
+            def run(self):
+                open(f"{self.task_info.name}.started", "w").close()
+                time.sleep(30)
+            def on_abort(self):
+                open(f"{self.task_info.name}.aborted", "w").close()
+            def on_destroy(self):
+                open(f"{self.task_info.name}.destroyed", "w").close()
+
+        @task
+        class Never(Task):
+            def run(self):
+                open("never.ran", "w").close()
+        """
+    )
+    fmtester.make_jobdef("tasks:\n  s1: {task: Slow}\n  s2: {task: Slow}\n  after: {task: Never, dependencies: [s1]}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowmancer", "-j", "job.yaml"],
+        cwd=fmtester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.time() + 20
+    while not all((fmtester.path / f"s{i}.started").exists() for i in (1, 2)):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    start = time.time()
+    os.killpg(proc.pid, sig)  # like Ctrl-C in a terminal: the whole process group gets it
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == code, out + err
+    assert time.time() - start < 5
+    assert "Traceback" not in err
+    for i in (1, 2):
+        assert (fmtester.path / f"s{i}.aborted").exists()
+        assert (fmtester.path / f"s{i}.destroyed").exists()
+    assert not (fmtester.path / "never.ran").exists()
+    assert f"interrupted by {signal.Signals(sig).name}: 2 aborted, 1 not run" in out

@@ -1,0 +1,208 @@
+"""Every hook is documented and tested; user plugins can observe and override the built-ins."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+from flowmancer import ExecutionState as S
+from flowmancer import hookimpl, hookspec
+from flowmancer.exitcode import ExitCode
+
+TESTS = Path(__file__).parent
+
+
+def test_every_hook_has_a_docstring_and_a_test():
+    sources = "\n".join(p.read_text() for p in TESTS.glob("test_*.py") if p.name != "test_hooks.py")
+    sources += (TESTS / "test_hooks.py").read_text().split("# --- hook tests ---", 1)[1]
+    names = hookspec.all_hook_names()
+    assert len(names) >= 15
+    for name in names:
+        doc = inspect.getdoc(getattr(hookspec, name))
+        assert doc and len(doc) > 20, f"{name} needs a docstring"
+        assert name in sources, f"{name} has no test"
+
+
+def test_readme_documents_every_hook():
+    readme = (TESTS.parent / "README.md").read_text()
+    for name in hookspec.all_hook_names():
+        assert f"`{name}" in readme, f"README hook reference misses {name}"
+
+
+# --- hook tests ---
+
+
+@pytest.fixture
+def two_tasks(recorder_project):
+    recorder_project.make_jobdef(
+        "tasks:\n  a: {task: Record}\n  b: {task: Record, dependencies: [a], max_attempts: 2, "
+        "parameters: {fail_times: 1}}\n"
+    )
+    return recorder_project
+
+
+def test_hook_call_order_for_a_run(two_tasks):
+    result = two_tasks.run()
+    assert result.ret == 0
+    order = [c.name for c in result.recorder.calls if c.name != "flowmancer_task_log"]
+    assert order[:2] == ["flowmancer_cmdline_main", "flowmancer_load_jobdef"]
+    assert order.index("flowmancer_collection_modifytasks") < order.index("flowmancer_report_header")
+    assert order.index("flowmancer_job_start") < order.index("flowmancer_runjob")
+    assert order[-2:] == ["flowmancer_job_finish", "flowmancer_unconfigure"]
+    spawns = result.recorder.getcalls("flowmancer_task_spawn")
+    assert [c.task.name for c in spawns] == ["a", "b", "b"]
+    starts = result.recorder.getcalls("flowmancer_task_start")
+    assert [c.task.name for c in starts] == ["a", "b", "b"]
+    retries = result.recorder.getcalls("flowmancer_task_retry")
+    assert [(c.task.name, c.result.attempt) for c in retries] == [("b", 1)]
+    finishes = [
+        (c.task.name, c.result.state, c.result.will_retry) for c in result.recorder.getcalls("flowmancer_task_finish")
+    ]
+    assert finishes == [("a", S.COMPLETED, False), ("b", S.FAILED, True), ("b", S.COMPLETED, False)]
+    trans = [(c.task.name, c.from_state, c.to_state) for c in result.recorder.getcalls("flowmancer_task_transition")]
+    assert trans == [
+        ("a", S.INIT, S.PENDING),
+        ("a", S.PENDING, S.RUNNING),
+        ("a", S.RUNNING, S.COMPLETED),
+        ("b", S.INIT, S.PENDING),
+        ("b", S.PENDING, S.RUNNING),
+        ("b", S.RUNNING, S.PENDING),
+        ("b", S.PENDING, S.RUNNING),
+        ("b", S.RUNNING, S.COMPLETED),
+    ]
+    assert [c.exitcode for c in result.recorder.getcalls("flowmancer_job_finish")] == [0]
+
+
+def test_user_retry_policy_wins_over_builtin(two_tasks, timeline):
+    # A user plugin's answer comes before the built-in's (which would wait 0 s).
+    class LongerBackoff:
+        @hookimpl
+        def flowmancer_task_retry(self, job, task, result):
+            return 0.25 if task.attempt < task.max_attempts else None
+
+    result = two_tasks.run(plugins=(LongerBackoff(),))
+    assert result.ret == 0
+    rows = [r for r in timeline.rows() if r[0] == "b"]
+    assert rows[1][1] - rows[0][2] >= 0.25
+
+
+def test_can_start_gate_and_report_header_and_addoption(recorder_project, timeline):
+    tasks = "\n".join(f"  t{i}: {{task: Record, parameters: {{sleep: 0.1}}}}" for i in range(4))
+    recorder_project.make_jobdef(f"tasks:\n{tasks}\n")
+
+    class OneAtATime:
+        @hookimpl
+        def flowmancer_addoption(self, parser):
+            parser.add_argument("--serial", action="store_true")
+
+        @hookimpl
+        def flowmancer_task_can_start(self, job, task):
+            return not (job.config.option.serial and job.running)
+
+        @hookimpl
+        def flowmancer_report_header(self, config, job):
+            return [f"serial mode: {config.option.serial}"]
+
+    result = recorder_project.run("--serial", plugins=(OneAtATime(),))
+    assert result.ret == 0
+    assert "serial mode: True" in result.stdout
+    assert timeline.max_overlap() == 1
+
+
+def test_collection_modifytasks_can_skip(recorder_project, timeline):
+    recorder_project.make_jobdef("tasks:\n  a: {task: Record}\n  b: {task: Record, dependencies: [a]}\n")
+
+    class SkipA:
+        @hookimpl
+        def flowmancer_collection_modifytasks(self, config, job):
+            job.set_state(job.tasks["a"], S.SKIPPED)
+
+    result = recorder_project.run(plugins=(SkipA(),))
+    assert result.ret == 0
+    assert timeline.names() == ["b"]
+    assert result.states() == {"a": "SKIPPED", "b": "COMPLETED"}
+
+
+def test_task_log_and_configure_unconfigure(fmtester):
+    fmtester.make_tasks(
+        "from flowmancer.task import Task, task\n@task\nclass P(Task):\n    def run(self):\n        print('hi')\n"
+    )
+    fmtester.make_jobdef("tasks:\n  p: {task: P}\n")
+    seen = []
+
+    class Watch:
+        @hookimpl
+        def flowmancer_configure(self, config):
+            seen.append("configure")
+
+        @hookimpl
+        def flowmancer_task_log(self, job, task, record):
+            seen.append(f"{task.name}:{record.message}")
+
+        @hookimpl
+        def flowmancer_unconfigure(self, config):
+            seen.append("unconfigure")
+
+    assert fmtester.run(plugins=(Watch(),)).ret == 0
+    assert seen == ["configure", "p:hi", "unconfigure"]
+
+
+def test_replace_spawn_runjob_load_and_cmdline_main(recorder_project, timeline):
+    recorder_project.make_jobdef("tasks:\n  a: {task: Record}\n")
+    spawned = []
+
+    class CountingSpawn:
+        @hookimpl
+        def flowmancer_task_spawn(self, job, task):
+            from flowmancer.spawn import ProcessHandle
+
+            spawned.append(task.name)
+            return ProcessHandle(job, task, [])
+
+    assert recorder_project.run(plugins=(CountingSpawn(),)).ret == 0
+    assert spawned == ["a"] and timeline.names() == ["a"]
+
+    class DryRun:
+        @hookimpl
+        def flowmancer_runjob(self, job):
+            for t in job:
+                job.set_state(t, S.SKIPPED)
+            return True
+
+    result = recorder_project.run(plugins=(DryRun(),))
+    assert result.ret == 0 and result.states() == {"a": "SKIPPED"}
+    assert timeline.names() == ["a"]  # nothing more ran
+
+    class Refuse:
+        @hookimpl
+        def flowmancer_load_jobdef(self, config):
+            from flowmancer.errors import JobDefinitionError, Problem
+
+            raise JobDefinitionError([Problem("refused by policy", hint="ask the admin")])
+
+    result = recorder_project.run(plugins=(Refuse(),))
+    assert result.ret == ExitCode.JOBDEF_ERROR and "refused by policy" in result.stderr
+
+    class Answer:
+        @hookimpl
+        def flowmancer_cmdline_main(self, config):
+            print("answered without running")
+            return 0
+
+    result = recorder_project.run(plugins=(Answer(),))
+    assert result.ret == 0 and "answered without running" in result.stdout
+
+
+def test_a_crashing_plugin_is_an_internal_error(recorder_project):
+    recorder_project.make_jobdef("tasks:\n  a: {task: Record}\n")
+
+    class Broken:
+        @hookimpl
+        def flowmancer_job_start(self, job):
+            raise ZeroDivisionError("plugin bug")
+
+    result = recorder_project.run(plugins=(Broken(),))
+    assert result.ret == ExitCode.INTERNAL_ERROR
+    assert "INTERNAL ERROR" in result.stderr and "ZeroDivisionError: plugin bug" in result.stderr
