@@ -264,7 +264,8 @@ def test_collection_without_init_and_extension_directories(fmtester):
         "from flowmancer.task import Task, task\n@task\nclass ExtraB(Task):\n    def run(self):\n        print('B')\n",
     )
     fmtester.make_jobdef(
-        "config:\n  extension_directories: [./more]\ntasks:\n  a: {task: PlainA}\n  b: {task: ExtraB, dependencies: [a]}\n"
+        "config:\n  extension_directories: [./more]\n"
+        "tasks:\n  a: {task: PlainA}\n  b: {task: ExtraB, dependencies: [a]}\n"
     )
     result = fmtester.run()
     assert result.ret == 0, result.stderr
