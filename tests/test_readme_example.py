@@ -52,3 +52,16 @@ def test_readme_start_returns_failed_plus_defaulted(fmtester):
     result = fmtester.run_python("driver.py", "-j", "fast.yaml")
     assert result.ret == 3, result.stdout + result.stderr  # 1 failed + 2 defaulted
     result.assert_outcomes(completed=1, failed=1, defaulted=2)
+
+
+def test_quickstart_example(fmtester):
+    """The README's first quickstart command runs the shipped example job successfully."""
+    shutil.copytree(EXAMPLE.parent / "quickstart", fmtester.path, dirs_exist_ok=True)
+    result = fmtester.run_subprocess("-s", jobdef="job.yaml")
+    assert result.ret == 0, result.stdout + result.stderr
+    result.assert_outcomes(completed=5)
+    import json
+
+    counts = json.loads((fmtester.path / "wordcount.json").read_text())
+    assert counts["things"] == 5
+    assert "    things 5" in result.stdout
