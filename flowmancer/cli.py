@@ -69,7 +69,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         metavar="NAME",
         help="load plugin NAME (module or entry point); -p no:NAME blocks one",
     )
-    p.add_argument("-d", "--debug", action="store_true", help="show internal tracebacks")
+    p.add_argument("-d", "--debug", action="store_true", help="debug mode: also print the traceback behind an error message")
     p.add_argument("-t", "--type", dest="jobdef_type", default="yaml", choices=("yaml",), help=argparse.SUPPRESS)
     p.add_argument("--version", action="version", version=f"flowmancer {__version__}")
     return p
@@ -160,6 +160,8 @@ def run(
     except FlowmancerError as exc:
         if raise_errors:
             raise
+        if config.option.debug:
+            traceback.print_exc()
         print(f"ERROR: {exc}", file=sys.stderr)
         return int(exc.exit_code), config
     except KeyboardInterrupt:
