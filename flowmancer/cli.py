@@ -69,7 +69,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         metavar="NAME",
         help="load plugin NAME (module or entry point); -p no:NAME blocks one",
     )
-    p.add_argument("-d", "--debug", action="store_true", help="debug mode: also print the traceback behind an error message")
+    p.add_argument(
+        "-d", "--debug", action="store_true", help="debug mode: also print the traceback behind an error message"
+    )
     p.add_argument("-t", "--type", dest="jobdef_type", default="yaml", choices=("yaml",), help=argparse.SUPPRESS)
     p.add_argument("--version", action="version", version=f"flowmancer {__version__}")
     return p

@@ -11,14 +11,16 @@ module (a built-in, a ``-p`` module, an entry point of the ``flowmancer`` group 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from pluggy import HookspecMarker
 
 if TYPE_CHECKING:
     from .config import Config
+    from .errors import Problem
     from .events import ExecutionState, LogRecord, TaskResult
     from .job import Job, TaskRun
+    from .jobdef import LoadedJobDef
     from .spawn import TaskHandle
 
 hookspec = HookspecMarker("flowmancer")
@@ -64,6 +66,16 @@ def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
     """Read the job definition, collect task modules, validate everything and return the ``Job``.
 
     Raise ``flowmancer.errors.JobDefinitionError`` with every problem found; nothing runs then.
+    """
+
+
+@hookspec
+def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> Optional[list[Problem]]:
+    """The job YAML is read and task modules collected: check the parts your plugin owns (its ``config:``
+    keys, a YAML block) and set up from them. Return ``Problem``s; they are reported with all others.
+
+    The built-in ``components`` plugin builds the ``loggers:``, ``extensions:`` and ``checkpointer:``
+    classes here.
     """
 
 
@@ -134,6 +146,12 @@ def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionSta
 @hookspec
 def flowmancer_task_log(job: Job, task: TaskRun, record: LogRecord) -> None:
     """A task wrote one line (``print``, stderr, ``self.logger`` or a traceback). Keep it cheap: hot path."""
+
+
+@hookspec
+def flowmancer_task_shared_dict(job: Job, task: TaskRun, key: Any, value: Any, deleted: bool) -> None:
+    """A running task wrote ``shared_dict[key] = value`` (or deleted ``key``); ``job.shared_dict`` already
+    has it. The ``checkpoint`` plugin journals it so ``-r`` restores it."""
 
 
 @hookspec(firstresult=True)

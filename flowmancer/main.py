@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 from .collect import collect_directories, collect_packages
@@ -23,6 +24,8 @@ def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
     problems = list(loaded.problems)
     problems += collect_directories(config.rootdir, cfg.extension_directories)
     problems += collect_packages(cfg.extension_packages)
+    for found in config.hook.flowmancer_jobdef_loaded(config=config, jobdef=loaded):
+        problems += found or []
     return build_job(config, loaded, Registry("task"), problems)
 
 
@@ -37,6 +40,8 @@ def exit_code_for(job: Job) -> ExitCode:
 @hookimpl(trylast=True)
 def flowmancer_cmdline_main(config: Config) -> int:
     hook = config.hook
+    if config.option.restart and not config.pluginmanager.has_plugin("checkpoint"):
+        print("WARNING: -r: checkpointing is disabled (-p no:checkpoint); running the whole job", file=sys.stderr)
     job: Job = hook.flowmancer_load_jobdef(config=config)
     config.job = job
     hook.flowmancer_collection_modifytasks(config=config, job=job)

@@ -17,7 +17,18 @@ from . import hookspec
 from .errors import UsageError
 
 #: Built-in plugins, loaded in this order; each is a module ``flowmancer.<name>``.
-BUILTINS = ("main", "runner", "spawn", "select", "concurrency", "retry", "terminal")
+BUILTINS = (
+    "main",
+    "runner",
+    "spawn",
+    "select",
+    "concurrency",
+    "retry",
+    "components",
+    "filelogger",
+    "checkpoint",
+    "terminal",
+)
 #: Built-ins the runner cannot live without: ``-p no:`` refuses them.
 ESSENTIAL = frozenset({"main", "runner", "spawn"})
 

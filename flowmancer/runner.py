@@ -153,10 +153,14 @@ class Scheduler:
                     rec = LogRecord(task.name, task.attempt, ev["stream"], sev, line, ev["ts"])
                     self.hook.flowmancer_task_log(job=self.job, task=task, record=rec)
             elif kind == "shared":
-                if ev["op"] == "set":
-                    self.job.shared_dict[ev["key"]] = ev["value"]
-                else:
+                deleted = ev["op"] != "set"
+                if deleted:
                     self.job.shared_dict.pop(ev["key"], None)
+                else:
+                    self.job.shared_dict[ev["key"]] = ev["value"]
+                self.hook.flowmancer_task_shared_dict(
+                    job=self.job, task=task, key=ev["key"], value=ev.get("value"), deleted=deleted
+                )
             elif kind == "finished":
                 self.finished_events[task.name] = ev
             elif kind == "exit":

@@ -1,0 +1,99 @@
+"""``shared_dict`` values as plain JSON: reading a checkpoint never executes code (no pickle).
+
+JSON types are stored as they are. ``tuple``, ``set``, ``frozenset``, ``bytes``, ``datetime``, ``date``,
+``time``, ``timedelta``, ``Decimal``, ``UUID``, ``Path``, ``Enum`` members (by value), dicts with non-string
+keys, pydantic models and dataclasses (restored as dicts) are tagged. Anything else cannot be restored:
+it is stored as its ``repr`` and dropped, with a warning, when a run resumes.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import uuid
+from pathlib import PurePath
+from typing import Any, Callable
+
+TAG = "__fm__"
+
+
+class Unrestorable:
+    def __init__(self, type_name: str, text: str) -> None:
+        self.type_name = type_name
+        self.text = text
+
+
+def encode(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)) and not isinstance(v, enum.Enum):
+        return v
+    if isinstance(v, list):
+        return [encode(x) for x in v]
+    if isinstance(v, dict):
+        if all(isinstance(k, str) for k in v) and TAG not in v:
+            return {k: encode(x) for k, x in v.items()}
+        return {TAG: "dict", "v": [[encode(k), encode(x)] for k, x in v.items()]}
+    if isinstance(v, tuple):
+        return {TAG: "tuple", "v": [encode(x) for x in v]}
+    if isinstance(v, (set, frozenset)):
+        items = [encode(x) for x in v]
+        return {TAG: "frozenset" if isinstance(v, frozenset) else "set", "v": items}
+    if isinstance(v, (bytes, bytearray)):
+        return {TAG: "bytes", "v": base64.b64encode(bytes(v)).decode()}
+    if isinstance(v, dt.datetime):
+        return {TAG: "datetime", "v": v.isoformat()}
+    if isinstance(v, dt.date):
+        return {TAG: "date", "v": v.isoformat()}
+    if isinstance(v, dt.time):
+        return {TAG: "time", "v": v.isoformat()}
+    if isinstance(v, dt.timedelta):
+        return {TAG: "timedelta", "v": v.total_seconds()}
+    if isinstance(v, decimal.Decimal):
+        return {TAG: "decimal", "v": str(v)}
+    if isinstance(v, uuid.UUID):
+        return {TAG: "uuid", "v": str(v)}
+    if isinstance(v, PurePath):
+        return {TAG: "path", "v": str(v)}
+    if isinstance(v, enum.Enum):
+        return encode(v.value)
+    dump = getattr(v, "model_dump", None)
+    if callable(dump):
+        return encode(dump(mode="json"))
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return encode(dataclasses.asdict(v))
+    return {TAG: "unrestorable", "type": type(v).__qualname__, "v": repr(v)[:200]}
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "dict": lambda v: {decode(k): decode(x) for k, x in v},
+    "tuple": lambda v: tuple(decode(x) for x in v),
+    "set": lambda v: {decode(x) for x in v},
+    "frozenset": lambda v: frozenset(decode(x) for x in v),
+    "bytes": lambda v: base64.b64decode(v),
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "timedelta": lambda v: dt.timedelta(seconds=v),
+    "decimal": decimal.Decimal,
+    "uuid": uuid.UUID,
+    "path": PurePath,
+}
+
+
+def decode(v: Any) -> Any:
+    if isinstance(v, list):
+        return [decode(x) for x in v]
+    if isinstance(v, dict):
+        tag = v.get(TAG)
+        if tag is None:
+            return {k: decode(x) for k, x in v.items()}
+        if tag == "unrestorable":
+            return Unrestorable(str(v.get("type")), str(v.get("v")))
+        if tag == "path":
+            from pathlib import Path
+
+            return Path(v["v"])
+        return _DECODERS[tag](v["v"])
+    return v

@@ -1,0 +1,191 @@
+"""Built-in plugin ``components``: the YAML ``loggers:``, ``extensions:`` and ``checkpointer:`` blocks.
+
+The original project's ``Logger``/``Extension``/``Checkpointer`` classes are adapted onto the hooks:
+their parameters are validated with the rest of the job, and their coroutines run in order on one
+background event loop (``AsyncBridge``), so a slow or failing one never stalls the scheduler.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from pydantic import ValidationError
+
+from .asyncbridge import AsyncBridge
+from .checkpointer.checkpointer import Checkpointer
+from .checkpointer.file import FileCheckpointer  # noqa: F401 - registers the built-in class
+from .component import Component
+from .config import Config
+from .errors import Location, Problem
+from .eventbus.execution import ExecutionStateTransition
+from .eventbus.log import LogEndEvent, LogStartEvent, LogWriteEvent
+from .events import ExecutionState, LogRecord, TaskResult
+from .extensions.extension import Extension
+from .hookimpl import hookimpl
+from .job import Job, TaskRun
+from .jobdef import LoadedJobDef, problems_from_validation
+from .loggers.file import FileLogger  # noqa: F401 - registers the built-in class
+from .loggers.logger import Logger
+from .registry import Registry, class_file
+
+STASH_KEY = "flowmancer.components"
+S = ExecutionState
+
+
+@dataclass
+class Components:
+    loggers: dict[str, Logger] = field(default_factory=dict)
+    extensions: dict[str, Extension] = field(default_factory=dict)
+    checkpointer: Optional[Checkpointer] = None  # from the YAML block; None means the default
+    bridge: Optional[AsyncBridge] = None
+
+    def all(self) -> list[tuple[str, Component]]:
+        out: list[tuple[str, Component]] = [(f"logger '{n}' ({type(o).__name__})", o) for n, o in self.loggers.items()]
+        out += [(f"extension '{n}' ({type(o).__name__})", o) for n, o in self.extensions.items()]
+        if self.checkpointer is not None:
+            out.append((f"checkpointer ({type(self.checkpointer).__name__})", self.checkpointer))
+        return out
+
+    def start_bridge(self) -> Optional[AsyncBridge]:
+        if self.bridge is None and self.all():
+            self.bridge = AsyncBridge()
+        return self.bridge
+
+
+def get(config: Config) -> Components:
+    comps = config.stash.get(STASH_KEY)
+    if comps is None:
+        comps = config.stash[STASH_KEY] = Components()
+    return comps
+
+
+def build(
+    config: Config, jobdef: LoadedJobDef, block: str, kind: str, name: str, class_name: str, params: dict[str, Any]
+) -> tuple[Optional[Component], list[Problem]]:
+    """Instantiate one YAML-configured component, or explain why not."""
+    path: tuple[Any, ...] = (block, name) if name else (block,)
+    reg = Registry(kind)
+    cls = reg.get(class_name)
+    where = ".".join(str(p) for p in path)
+    if cls is None:
+        close = difflib.get_close_matches(class_name, list(reg), n=1)
+        folder = "loggers" if kind == "logger" else "extensions"
+        hint = f"did you mean '{close[0]}'?" if close else ""
+        hint = hint or f"decorate the class with @{kind} and put its module under ./{folder} or an extension_directory"
+        loc = jobdef.location((*path, kind))
+        return None, [Problem(f"unknown {kind} class '{class_name}'", loc, where=f"{where}.{kind}", hint=hint)]
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        loc = Location(class_file(cls), inspect.getsourcelines(cls)[1])
+        return None, [Problem(f"{kind} class '{class_name}' does not implement {missing}", loc, where=where)]
+    try:
+        obj: Component = cls.model_validate(params)
+    except ValidationError as exc:
+        hint = f"see the type hints of {class_name} in {class_file(cls)}"
+        return None, problems_from_validation(exc, jobdef.marks, (*path, "parameters"), "parameter", hint, model=cls)
+    obj._fm_root = config.rootdir
+    return obj, []
+
+
+@hookimpl
+def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> list[Problem]:
+    comps = get(config)
+    model = jobdef.model
+    problems: list[Problem] = []
+    for name, ldef in (model.loggers or {}).items():
+        obj, found = build(config, jobdef, "loggers", "logger", name, ldef.logger, ldef.parameters)
+        problems += found
+        if isinstance(obj, Logger):
+            comps.loggers[name] = obj
+    for name, edef in (model.extensions or {}).items():
+        obj, found = build(config, jobdef, "extensions", "extension", name, edef.extension, edef.parameters)
+        problems += found
+        if isinstance(obj, Extension):
+            comps.extensions[name] = obj
+    if model.checkpointer is not None:
+        c = model.checkpointer
+        obj, found = build(config, jobdef, "checkpointer", "checkpointer", "", c.checkpointer, c.parameters)
+        problems += found
+        if isinstance(obj, Checkpointer):
+            comps.checkpointer = obj
+    return problems
+
+
+@hookimpl(tryfirst=True)
+def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
+    comps = get(config)
+    bridge = comps.start_bridge()
+    if bridge is not None:
+        for key, obj in comps.all():
+            bridge.call(key, obj.on_create)
+
+
+@hookimpl
+def flowmancer_job_start(job: Job) -> None:
+    comps = get(job.config)
+    if comps.bridge is not None and job.restart:
+        for key, obj in comps.all():
+            comps.bridge.call(key, obj.on_restart)
+
+
+def _loggers(job: Job) -> tuple[Optional[AsyncBridge], dict[str, Logger]]:
+    comps = get(job.config)
+    return comps.bridge, comps.loggers
+
+
+@hookimpl
+def flowmancer_task_start(job: Job, task: TaskRun) -> None:
+    bridge, loggers = _loggers(job)
+    if bridge is not None:
+        for n, lg in loggers.items():
+            evt = LogStartEvent(task.name, task.attempt, task.stash.get("start", time.time()))
+            bridge.call(f"logger '{n}' ({type(lg).__name__})", lg.update, evt)
+
+
+@hookimpl
+def flowmancer_task_log(job: Job, task: TaskRun, record: LogRecord) -> None:
+    bridge, loggers = _loggers(job)
+    if bridge is not None and loggers:
+        evt = LogWriteEvent(task.name, record.severity, record.message, record.timestamp, record.attempt)
+        for n, lg in loggers.items():
+            bridge.call(f"logger '{n}' ({type(lg).__name__})", lg.update, evt)
+
+
+@hookimpl
+def flowmancer_task_finish(job: Job, task: TaskRun, result: TaskResult) -> None:
+    bridge, loggers = _loggers(job)
+    if bridge is not None and result.start is not None:
+        for n, lg in loggers.items():
+            bridge.call(f"logger '{n}' ({type(lg).__name__})", lg.update, LogEndEvent(task.name, result.attempt))
+
+
+@hookimpl
+def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionState, to_state: ExecutionState) -> None:
+    comps = get(job.config)
+    if comps.bridge is not None and comps.extensions:
+        evt = ExecutionStateTransition(task.name, from_state, to_state)
+        for n, ext in comps.extensions.items():
+            comps.bridge.call(f"extension '{n}' ({type(ext).__name__})", ext.update, evt)
+
+
+@hookimpl
+def flowmancer_job_finish(job: Job, exitcode: int) -> None:
+    comps = get(job.config)
+    if comps.bridge is None:
+        return
+    for key, obj in comps.all():
+        if job.interrupted is not None:
+            comps.bridge.call(key, obj.on_abort)
+        comps.bridge.call(key, obj.on_success if exitcode == 0 else obj.on_failure)
+        comps.bridge.call(key, obj.on_destroy)
+
+
+@hookimpl(trylast=True)
+def flowmancer_unconfigure(config: Config) -> None:
+    comps = config.stash.get(STASH_KEY)
+    if comps is not None and comps.bridge is not None:
+        comps.bridge.close()  # every event is delivered before the run returns

@@ -1,0 +1,3 @@
+from .extension import Extension, extension
+
+__all__ = ["Extension", "extension"]

@@ -1,0 +1,3 @@
+from .logger import Logger, logger
+
+__all__ = ["Logger", "logger"]
