@@ -17,7 +17,7 @@ class Component(ABC, BaseModel):
     it ends (``on_abort`` first when interrupted), ``on_destroy`` last.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, coerce_numbers_to_str=True)
 
     _fm_root: Path = PrivateAttr(default_factory=Path.cwd)
 

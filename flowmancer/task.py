@@ -62,7 +62,9 @@ class Task(ABC, BaseModel):
     ``on_abort`` when the run is interrupted.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_enum_values=True)
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, use_enum_values=True, coerce_numbers_to_str=True
+    )
 
     _fm_shared_dict: dict[str, Any] = PrivateAttr(default_factory=dict)
     _fm_logger: TaskLogger = PrivateAttr(default_factory=TaskLogger)

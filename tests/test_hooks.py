@@ -206,3 +206,37 @@ def test_a_crashing_plugin_is_an_internal_error(recorder_project):
     result = recorder_project.run(plugins=(Broken(),))
     assert result.ret == ExitCode.INTERNAL_ERROR
     assert "INTERNAL ERROR" in result.stderr and "ZeroDivisionError: plugin bug" in result.stderr
+
+
+def test_jobdef_loaded_problems_join_the_others(recorder_project):
+    recorder_project.make_jobdef("config: {name: ''}\ntasks:\n  a: {task: Recrod}\n")
+
+    class NamePolicy:
+        @hookimpl
+        def flowmancer_jobdef_loaded(self, config, jobdef):
+            from flowmancer.errors import Problem
+
+            if not jobdef.model.config.name:
+                return [Problem("the job needs a name", jobdef.location(("config", "name")), hint="set config.name")]
+            return []
+
+    result = recorder_project.run(plugins=(NamePolicy(),))
+    assert result.ret == ExitCode.JOBDEF_ERROR
+    assert "job definition errors (2)" in result.stderr
+    assert "job.yaml:1: the job needs a name" in result.stderr and "unknown task class 'Recrod'" in result.stderr
+
+
+def test_task_shared_dict_hook(fmtester):
+    fmtester.make_tasks(
+        "from flowmancer.task import Task, task\n@task\nclass W(Task):\n    def run(self):\n"
+        "        self.shared_dict['k'] = 1\n        del self.shared_dict['k']\n        self.shared_dict['j'] = [2]\n"
+    )
+    fmtester.make_jobdef("tasks:\n  w: {task: W}\n")
+    result = fmtester.run()
+    calls = result.recorder.getcalls("flowmancer_task_shared_dict")
+    assert [(c.task.name, c.key, c.value, c.deleted) for c in calls] == [
+        ("w", "k", 1, False),
+        ("w", "k", None, True),
+        ("w", "j", [2], False),
+    ]
+    assert result.job.shared_dict == {"j": [2]}
