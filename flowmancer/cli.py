@@ -40,6 +40,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description="Run a Flowmancer job: tasks in parallel processes, in dependency order.",
         epilog=EPILOG,
+        allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-j", "--jobdef", metavar="PATH", help="the job definition YAML file")
@@ -63,11 +64,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "-p",
-        dest="plugins",
+        dest="plugin_specs",
         action="append",
         default=[],
         metavar="NAME",
         help="load plugin NAME (module or entry point); -p no:NAME blocks one",
+    )
+    p.add_argument(
+        "--disable-plugin-autoload",
+        action="store_true",
+        help="do not load the plugins of installed packages (the `flowmancer` entry points)",
     )
     p.add_argument(
         "-d", "--debug", action="store_true", help="debug mode: also print the traceback behind an error message"
@@ -121,11 +127,12 @@ def _setup(
         rootdir = cwd
     if str(rootdir) not in sys.path:
         sys.path.insert(0, str(rootdir))
-    if not os.environ.get("FLOWMANCER_DISABLE_PLUGIN_AUTOLOAD"):
+    if not (early.disable_plugin_autoload or os.environ.get("FLOWMANCER_DISABLE_PLUGIN_AUTOLOAD")):
         pm.load_entry_points()
     for name in to_load:
         pm.import_plugin(name)
-    pm.check_pending()
+    pm.load_conftests(rootdir, jobdef_path.parent if jobdef_path else None)
+    pm.validate()
     option = parser.parse_args(list(argv))
     variables = {**(extra_vars or {}), **parse_vars(option.var)}
     return Config(pm, option, rootdir, jobdef_path, variables, cwd)
@@ -153,6 +160,12 @@ def run(
         return int(exc.exit_code), None
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0), None
+    except Exception:
+        if raise_errors:
+            raise
+        print("INTERNAL ERROR: flowmancer or a plugin crashed while starting; please report this:", file=sys.stderr)
+        traceback.print_exc()
+        return int(ExitCode.INTERNAL_ERROR), None
     try:
         config.hook.flowmancer_configure(config=config)
         try:

@@ -20,6 +20,12 @@ class Component(ABC, BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, coerce_numbers_to_str=True)
 
     _fm_root: Path = PrivateAttr(default_factory=Path.cwd)
+    _fm_job_name: str = PrivateAttr(default="flowmancer")
+
+    @property
+    def job_name(self) -> str:
+        """The running job's ``config.name``."""
+        return self._fm_job_name
 
     @property
     def app_root(self) -> Path:

@@ -121,6 +121,7 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
     bridge = comps.start_bridge()
     if bridge is not None:
         for key, obj in comps.all():
+            obj._fm_job_name = job.name
             bridge.call(key, obj.on_create)
 
 

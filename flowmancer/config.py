@@ -11,8 +11,6 @@ if TYPE_CHECKING:
     from .job import Job
     from .pluginmanager import FlowmancerPluginManager
 
-_MARKERS = ("tasks",)
-
 
 def _pyproject_has_section(path: Path) -> bool:
     try:
@@ -30,15 +28,19 @@ def _pyproject_has_section(path: Path) -> bool:
 
 
 def find_rootdir(jobfile: Path) -> Path:
-    """Like pytest's rootdir: the nearest folder at or above the job file that holds ``tasks/``,
-    ``flowmancerconf.py`` or a ``pyproject.toml`` with ``[tool.flowmancer]``; else the job's folder."""
+    """Like pytest's rootdir: the nearest folder at or above the job file that holds ``tasks/`` or a
+    ``pyproject.toml`` with ``[tool.flowmancer]``; failing that, the outermost one holding a
+    ``flowmancerconf.py`` (so nested conf files layer); failing that, the job file's folder."""
     start = jobfile.resolve().parent
+    outermost_conf = None
     for d in (start, *start.parents):
-        if (d / "tasks").is_dir() or (d / "flowmancerconf.py").is_file():
+        if (d / "tasks").is_dir():
             return d
         if (d / "pyproject.toml").is_file() and _pyproject_has_section(d / "pyproject.toml"):
             return d
-    return start
+        if (d / "flowmancerconf.py").is_file():
+            outermost_conf = d
+    return outermost_conf or start
 
 
 class Config:

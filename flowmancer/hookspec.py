@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .errors import Problem
     from .events import ExecutionState, LogRecord, TaskResult
     from .job import Job, TaskRun
-    from .jobdef import LoadedJobDef
+    from .jobdef import ConfigSchema, LoadedJobDef
     from .spawn import TaskHandle
 
 hookspec = HookspecMarker("flowmancer")
@@ -35,6 +35,14 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
     """Add command-line options. Called once per run, before arguments are parsed.
 
     Use ``parser.add_argument_group("my plugin")`` to keep ``--help`` readable.
+    """
+
+
+@hookspec
+def flowmancer_addconfig(schema: ConfigSchema) -> None:
+    """Declare ``config:`` keys of the job YAML your plugin reads: ``schema.add("slow_after", float, 5.0,
+    help="...")``. They are validated with the rest (type, unknown keys) and read back from
+    ``job.jobdef.model.config.slow_after``.
     """
 
 

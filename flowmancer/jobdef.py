@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .errors import JobDefinitionError, Location, Problem
 
@@ -90,6 +90,30 @@ class JobDefinition(_Strict):
     @classmethod
     def _none_config(cls, v: Any) -> Any:
         return {} if v is None else v
+
+
+class ConfigSchema:
+    """Extra ``config:`` keys declared by plugins (``flowmancer_addconfig``), validated like the rest."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, tuple[Any, Any]] = {}
+        self.help: dict[str, str] = {}
+
+    def add(self, name: str, type_: Any, default: Any = ..., help: str = "") -> None:
+        """Declare ``config.<name>`` of type ``type_``; omit ``default`` to make it required."""
+        if name in ConfigDef.model_fields or name in self.fields:
+            raise ValueError(f"config key '{name}' is already defined")
+        self.fields[name] = (type_, Field(default, description=help or None))
+        self.help[name] = help
+
+    def job_model(self) -> type[JobDefinition]:
+        if not self.fields:
+            return JobDefinition
+        cfg: Any = create_model("ConfigDef", __base__=ConfigDef, **self.fields)  # type: ignore[call-overload]
+        model: type[JobDefinition] = create_model(
+            "JobDefinition", __base__=JobDefinition, config=(cfg, Field(default_factory=cfg))
+        )
+        return model
 
 
 # Which model describes the mapping found at a path (for "did you mean" on unknown keys).
@@ -384,17 +408,21 @@ class _Loader:
 # --------------------------------------------------------------------------------------------------
 
 
-def _model_at(loc: Path_) -> Optional[type[BaseModel]]:
+def _model_at(loc: Path_, root: type[BaseModel] = JobDefinition) -> Optional[type[BaseModel]]:
     for pattern, model in _MODEL_AT.items():
         if len(pattern) == len(loc) and all(p == "*" or p == q for p, q in zip(pattern, loc)):
-            return model
+            if pattern == ("config",):
+                return root.model_fields["config"].annotation  # type: ignore[return-value]
+            return root if pattern == () else model
     return None
 
 
-def _friendly(err: Mapping[str, Any], noun: str, loc: Path_, model: Optional[type[BaseModel]]) -> tuple[str, str]:
+def _friendly(
+    err: Mapping[str, Any], noun: str, loc: Path_, model: Optional[type[BaseModel]], root: type[BaseModel]
+) -> tuple[str, str]:
     kind = err["type"]
     if kind == "extra_forbidden":
-        model = model if model is not None and len(err["loc"]) == 1 else _model_at(loc[:-1])
+        model = model if model is not None and len(err["loc"]) == 1 else _model_at(loc[:-1], root)
         known = list(model.model_fields) if model else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"did you mean '{close[0]}'?" if close else (f"known {noun}s: {', '.join(known)}" if known else "")
@@ -415,12 +443,13 @@ def problems_from_validation(
     noun: str = "key",
     hint: str = "",
     model: Optional[type[BaseModel]] = None,
+    root: type[BaseModel] = JobDefinition,
 ) -> list[Problem]:
     """One ``Problem`` per pydantic error; ``model`` is what was validated at ``prefix``."""
     out = []
     for err in exc.errors(include_url=False):
         loc = (*prefix, *err["loc"])
-        msg, own_hint = _friendly(err, noun, loc, model)
+        msg, own_hint = _friendly(err, noun, loc, model, root)
         own_hint = own_hint or hint
         out.append(Problem(msg, locate(marks, loc), where=dotted(loc), hint=own_hint))
     return out
@@ -451,6 +480,7 @@ def load_jobdef(
     rootdir: Path,
     variables: Optional[Mapping[str, str]] = None,
     environ: Optional[Mapping[str, str]] = None,
+    schema: Optional[ConfigSchema] = None,
 ) -> LoadedJobDef:
     """Read, merge, substitute and validate a job definition.
 
@@ -470,14 +500,15 @@ def load_jobdef(
     names = (
         [k for k in data.get("tasks", None) or {} if isinstance(k, str)] if isinstance(data.get("tasks"), dict) else []
     )
+    root = (schema or ConfigSchema()).job_model()
     try:
-        model = JobDefinition.model_validate(data)
+        model = root.model_validate(data)
     except ValidationError as exc:
-        problems += problems_from_validation(exc, marks)
+        problems += problems_from_validation(exc, marks, root=root)
         try:
-            model = JobDefinition.model_validate(_prune(data, exc.errors(include_url=False)))
+            model = root.model_validate(_prune(data, exc.errors(include_url=False)))
         except ValidationError:
-            model = JobDefinition(tasks={})
+            model = root.model_validate({"tasks": {}})
     return LoadedJobDef(
         model=model, marks=marks, path=path.resolve(), files=loader.files, problems=problems, task_names=names
     )

@@ -11,7 +11,7 @@ from .errors import UsageError
 from .exitcode import ExitCode
 from .hookimpl import hookimpl
 from .job import Job, build_job
-from .jobdef import load_jobdef
+from .jobdef import ConfigSchema, load_jobdef
 from .registry import Registry
 
 
@@ -19,7 +19,9 @@ from .registry import Registry
 def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
     if config.jobdef_path is None:
         raise UsageError("no job definition given: pass -j/--jobdef PATH")
-    loaded = load_jobdef(config.jobdef_path, config.rootdir, config.variables)
+    schema = ConfigSchema()
+    config.hook.flowmancer_addconfig(schema=schema)
+    loaded = load_jobdef(config.jobdef_path, config.rootdir, config.variables, schema=schema)
     cfg = loaded.model.config
     problems = list(loaded.problems)
     problems += collect_directories(config.rootdir, cfg.extension_directories)

@@ -5,16 +5,22 @@ A fresh manager per run: nothing here is a module-level singleton.
 
 from __future__ import annotations
 
-import importlib
+import difflib
+import importlib.util
+import inspect
 import os
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Optional
 
 import pluggy
 
 from . import hookspec
-from .errors import UsageError
+from .errors import JobDefinitionError, Problem, UsageError
+
+CONF_NAME = "flowmancerconf.py"
 
 #: Built-in plugins, loaded in this order; each is a module ``flowmancer.<name>``.
 BUILTINS = (
@@ -27,6 +33,7 @@ BUILTINS = (
     "components",
     "filelogger",
     "checkpoint",
+    "helpconfig",
     "terminal",
 )
 #: Built-ins the runner cannot live without: ``-p no:`` refuses them.
@@ -117,3 +124,102 @@ class FlowmancerPluginManager(pluggy.PluginManager):
 
     def load_env_plugins(self) -> list[str]:
         return [p.strip() for p in os.environ.get("FLOWMANCER_PLUGINS", "").split(",") if p.strip()]
+
+    # -- flowmancerconf.py ----------------------------------------------------------------------------
+
+    def load_conftests(self, rootdir: Path, jobdir: Optional[Path]) -> None:
+        """Load ``flowmancerconf.py`` from the app root down to the job file's folder, outermost first."""
+        for folder in conf_dirs(rootdir, jobdir):
+            path = folder / CONF_NAME
+            if path.is_file() and not self.has_plugin(str(path)):
+                self._register_module(_import_conf(path), str(path), f"{CONF_NAME} ({path})")
+
+    # -- validation -----------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Like ``check_pending()``, with messages that name the file, the hook and the likely fix."""
+        known = hookspec.all_hook_names()
+        problems = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None or self.origins.get(name) == "builtin":
+                continue
+            where = _plugin_file(plugin) or name
+            for attr in dir(plugin):
+                if not attr.startswith("flowmancer_"):
+                    continue
+                fn = getattr(plugin, attr, None)
+                if not callable(fn):
+                    continue
+                close = difflib.get_close_matches(attr, known, n=1)
+                if attr not in known:
+                    hint = f"did you mean '{close[0]}'?" if close else "see flowmancer/hookspec.py for the hooks"
+                    problems.append(Problem(f"unknown hook '{attr}' in plugin {name}", _loc(where, fn), hint=hint))
+                elif not hasattr(fn, "flowmancer_impl"):
+                    problems.append(
+                        Problem(
+                            f"'{attr}' in plugin {name} is not marked as a hook implementation",
+                            _loc(where, fn),
+                            hint="decorate it with @flowmancer.hookimpl",
+                        )
+                    )
+        if problems:
+            raise PluginError(problems)
+        self.check_pending()
+
+
+class PluginError(JobDefinitionError):
+    """A plugin cannot be used as written."""
+
+    def render(self) -> str:
+        return "plugin error" + super().render().split(":", 1)[1].join(["s:" if len(self.problems) > 1 else ":", ""])
+
+
+def conf_dirs(rootdir: Path, jobdir: Optional[Path]) -> list[Path]:
+    if jobdir is None:
+        return [rootdir]
+    try:
+        rel = jobdir.resolve().relative_to(rootdir.resolve())
+    except ValueError:
+        return [rootdir, jobdir]
+    out = [rootdir]
+    for part in rel.parts:
+        out.append(out[-1] / part)
+    return out
+
+
+def _import_conf(path: Path) -> ModuleType:
+    name = f"flowmancerconf_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's file: report it like a task module
+        del sys.modules[name]
+        from .collect import _describe_import_error
+
+        problem = _describe_import_error(path, exc)
+        raise JobDefinitionError(
+            [Problem(problem.message.replace("task module", CONF_NAME), problem.location, hint=problem.hint)]
+        ) from None
+    return module
+
+
+def _plugin_file(plugin: Any) -> Optional[str]:
+    f = getattr(plugin, "__file__", None)
+    if f:
+        return str(f)
+    try:
+        return inspect.getsourcefile(type(plugin))
+    except TypeError:
+        return None
+
+
+def _loc(file: str, fn: Any) -> Any:
+    from .errors import Location
+
+    try:
+        return Location(file, inspect.getsourcelines(fn)[1])
+    except (OSError, TypeError):
+        return Location(file, 1)
