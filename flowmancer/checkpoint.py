@@ -93,6 +93,8 @@ def restore(job: Job, contents: CheckpointContents, notes: list[str]) -> None:
     done = 0
     for t in job:
         s = state_of.get(t.name)
+        if s is not None:
+            t.stash["checkpoint_state"] = s  # for --dry-run and --graph
         if t.state.is_final:  # deselected by --skip/--only: the selection wins
             continue
         if s == S.COMPLETED.value:

@@ -135,7 +135,9 @@ def _setup(
     pm.validate()
     option = parser.parse_args(list(argv))
     variables = {**(extra_vars or {}), **parse_vars(option.var)}
-    return Config(pm, option, rootdir, jobdef_path, variables, cwd)
+    config = Config(pm, option, rootdir, jobdef_path, variables, cwd)
+    config.stash["argv"] = list(argv)
+    return config
 
 
 def run(

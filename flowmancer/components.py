@@ -42,6 +42,7 @@ class Components:
     extensions: dict[str, Extension] = field(default_factory=dict)
     checkpointer: Optional[Checkpointer] = None  # from the YAML block; None means the default
     bridge: Optional[AsyncBridge] = None
+    early: list[tuple[str, ExecutionState, ExecutionState]] = field(default_factory=list)
 
     def all(self) -> list[tuple[str, Component]]:
         out: list[tuple[str, Component]] = [(f"logger '{n}' ({type(o).__name__})", o) for n, o in self.loggers.items()]
@@ -116,21 +117,20 @@ def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> list[Probl
 
 
 @hookimpl(tryfirst=True)
-def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
-    comps = get(config)
-    bridge = comps.start_bridge()
-    if bridge is not None:
-        for key, obj in comps.all():
-            obj._fm_job_name = job.name
-            bridge.call(key, obj.on_create)
-
-
-@hookimpl
 def flowmancer_job_start(job: Job) -> None:
+    """Start the components only now: loading, ``--dry-run`` and ``--list`` must not create log folders."""
     comps = get(job.config)
-    if comps.bridge is not None and job.restart:
-        for key, obj in comps.all():
-            comps.bridge.call(key, obj.on_restart)
+    bridge = comps.start_bridge()
+    if bridge is None:
+        return
+    for key, obj in comps.all():
+        obj._fm_job_name = job.name
+        bridge.call(key, obj.on_create)
+        if job.restart:
+            bridge.call(key, obj.on_restart)
+    for task, from_state, to_state in comps.early:  # restored or deselected before the start
+        _send_transition(comps, task, from_state, to_state)
+    comps.early.clear()
 
 
 def _loggers(job: Job) -> tuple[Optional[AsyncBridge], dict[str, Logger]]:
@@ -164,13 +164,22 @@ def flowmancer_task_finish(job: Job, task: TaskRun, result: TaskResult) -> None:
             bridge.call(f"logger '{n}' ({type(lg).__name__})", lg.update, LogEndEvent(task.name, result.attempt))
 
 
+def _send_transition(comps: Components, task: str, from_state: ExecutionState, to_state: ExecutionState) -> None:
+    assert comps.bridge is not None
+    evt = ExecutionStateTransition(task, from_state, to_state)
+    for n, ext in comps.extensions.items():
+        comps.bridge.call(f"extension '{n}' ({type(ext).__name__})", ext.update, evt)
+
+
 @hookimpl
 def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionState, to_state: ExecutionState) -> None:
     comps = get(job.config)
-    if comps.bridge is not None and comps.extensions:
-        evt = ExecutionStateTransition(task.name, from_state, to_state)
-        for n, ext in comps.extensions.items():
-            comps.bridge.call(f"extension '{n}' ({type(ext).__name__})", ext.update, evt)
+    if not comps.extensions:
+        return
+    if comps.bridge is None:
+        comps.early.append((task.name, from_state, to_state))
+    else:
+        _send_transition(comps, task.name, from_state, to_state)
 
 
 @hookimpl

@@ -33,6 +33,9 @@ BUILTINS = (
     "components",
     "filelogger",
     "checkpoint",
+    "plan",
+    "schema",
+    "watch",
     "helpconfig",
     "terminal",
 )

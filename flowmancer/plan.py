@@ -1,0 +1,138 @@
+"""Built-in plugin ``plan``: look at a job without running it: ``--dry-run``, ``--list``, ``--graph``.
+
+They load and validate the job and apply the selection and ``-r`` (reading the checkpoint, never
+writing it), then print and exit 0; nothing starts, no log folder is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import graphlib
+import json
+from typing import Optional
+
+from .config import Config
+from .events import ExecutionState
+from .hookimpl import hookimpl
+from .job import Job, TaskRun
+
+S = ExecutionState
+# fill colours for --graph by state (a restored checkpoint state when -r is given)
+_FILL = {
+    "COMPLETED": "#b7e1a1",
+    "FAILED": "#f4a6a6",
+    "DEFAULTED": "#f7d794",
+    "ABORTED": "#d6a2e8",
+    "RUNNING": "#a4c8f0",
+    "PENDING": "#dddddd",
+    "SKIPPED": "#c7ecee",
+}
+
+
+@hookimpl
+def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("looking at a job without running it")
+    g.add_argument("-n", "--dry-run", action="store_true", help="print what would run, in order, and why; run nothing")
+    g.add_argument("--list", action="store_true", help="list the tasks: name, class, dependencies")
+    g.add_argument("--graph", choices=("mermaid", "dot"), help="print the task graph (coloured by checkpoint with -r)")
+
+
+def ordered(job: Job) -> list[TaskRun]:
+    """Tasks in a valid run order: dependencies first, YAML order among equals."""
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter({t.name: t.dependencies for t in job})
+    sorter.prepare()
+    out: list[TaskRun] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=lambda n: job.tasks[n].index)
+        out += [job.tasks[n] for n in ready]
+        sorter.done(*ready)
+    return out
+
+
+def reason(job: Job, t: TaskRun) -> tuple[bool, str]:
+    deps = f"after {', '.join(t.dependencies)}" if t.dependencies else "no dependencies"
+    if t.state is S.SKIPPED:
+        return False, "deselected"
+    if t.state is S.COMPLETED:
+        return False, "completed in the checkpoint (-r)"
+    if t.is_restart:
+        return True, f"failed in the checkpoint, reruns with on_restart; {deps}"
+    cp = t.stash.get("checkpoint_state")
+    if cp:
+        return True, f"{cp.lower()} in the checkpoint; {deps}"
+    return True, deps
+
+
+def dry_run(job: Job) -> list[str]:
+    lines = [f"plan for job '{job.name}' ({len(job)} tasks):"]
+    runs = 0
+    for i, t in enumerate(ordered(job), 1):
+        will, why = reason(job, t)
+        runs += will
+        attempts = f", up to {t.max_attempts} attempts" if t.max_attempts > 1 else ""
+        lines.append(f"{i:>4}. {'run ' if will else 'skip'}  {t.name} ({t.class_name}{attempts}): {why}")
+    lines.append(f"{runs} would run, {len(job) - runs} would not; nothing was run (--dry-run)")
+    return lines
+
+
+def listing(job: Job) -> list[str]:
+    width = max(len(t.name) for t in job)
+    cwidth = max(len(t.class_name) for t in job)
+    lines = []
+    for t in job:
+        deps = ", ".join(t.dependencies) or "-"
+        lines.append(f"{t.name:<{width}}  {t.class_name:<{cwidth}}  {deps}")
+    return lines
+
+
+def _state_for_graph(job: Job, t: TaskRun) -> Optional[str]:
+    if t.state is S.SKIPPED:
+        return "SKIPPED"
+    cp = t.stash.get("checkpoint_state")
+    return str(cp) if cp else None
+
+
+def graph(job: Job, fmt: str) -> list[str]:
+    if fmt == "mermaid":
+        ids = {t.name: f"t{i}" for i, t in enumerate(job)}
+        lines = ["flowchart TD"]
+        for t in job:
+            lines.append(f'    {ids[t.name]}["{t.name}<br/><small>{t.class_name}</small>"]')
+        for t in job:
+            for d in t.dependencies:
+                lines.append(f"    {ids[d]} --> {ids[t.name]}")
+        for t in job:
+            state = _state_for_graph(job, t)
+            if state in _FILL:
+                lines.append(f"    style {ids[t.name]} fill:{_FILL[state]}")
+        return lines
+    lines = [f"digraph {json.dumps(job.name)} {{", "    rankdir=TB;", "    node [shape=box, style=rounded];"]
+    for t in job:
+        state = _state_for_graph(job, t)
+        fill = f', style="rounded,filled", fillcolor="{_FILL[state]}"' if state in _FILL else ""
+        lines.append(f'    {json.dumps(t.name)} [label="{t.name}\\n{t.class_name}"{fill}];')
+    for t in job:
+        for d in t.dependencies:
+            lines.append(f"    {json.dumps(d)} -> {json.dumps(t.name)};")
+    lines.append("}")
+    return lines
+
+
+@hookimpl(tryfirst=True)
+def flowmancer_cmdline_main(config: Config) -> Optional[int]:
+    opt = config.option
+    if not (opt.dry_run or opt.list or opt.graph):
+        return None
+    job: Job = config.hook.flowmancer_load_jobdef(config=config)
+    config.job = job
+    config.hook.flowmancer_collection_modifytasks(config=config, job=job)
+    if opt.list:
+        out = listing(job)
+    elif opt.graph:
+        out = graph(job, opt.graph)
+    else:
+        out = dry_run(job)
+        notes = [ln for lines in config.hook.flowmancer_report_header(config=config, job=job) for ln in lines or ()]
+        out = [n for n in notes if n.startswith(("resuming", "WARNING", "-r:"))] + out
+    print("\n".join(out))
+    return 0

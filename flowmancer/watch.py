@@ -1,0 +1,107 @@
+"""Built-in plugin ``watch``: ``--watch`` reruns the job whenever its files change.
+
+Each run is a fresh ``flowmancer`` process (so edited task code is really reloaded), restarted by
+``watchfiles.run_process``: a change during a run stops it with SIGINT (tasks get ``on_abort``) and
+starts a new one. Watched: ``.py`` and ``.yaml`` files under the app root (task, logger and extension
+modules, ``flowmancerconf.py``, job files), the job file and its includes wherever they are; ignored:
+``logs/``, ``.flowmancer/``, caches and editors' temp files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import Config
+from .errors import FlowmancerError
+from .exitcode import ExitCode
+from .hookimpl import hookimpl
+
+DEBOUNCE_MS = 100
+
+
+@hookimpl
+def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="run the job, then rerun it whenever its YAML, task modules or flowmancerconf.py change",
+    )
+
+
+def watched_paths(config: Config) -> list[Path]:
+    paths = {config.rootdir.resolve()}
+    if config.jobdef_path is not None:
+        from .jobdef import load_jobdef
+
+        files = [config.jobdef_path]
+        try:
+            loaded = load_jobdef(config.jobdef_path, config.rootdir, config.variables)
+            files = loaded.files or files
+            for d in loaded.model.config.extension_directories:
+                folder = (config.rootdir / os.path.expanduser(d)).resolve()
+                if folder.is_dir():
+                    paths.add(folder)
+        except FlowmancerError:
+            pass  # the run itself reports it; watch what we know
+        paths.update(f.resolve().parent for f in files)
+    # Drop folders inside other watched folders.
+    return sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
+
+
+def child_argv(argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", "flowmancer", *(a for a in argv if a != "--watch")]
+
+
+@hookimpl(tryfirst=True)
+def flowmancer_cmdline_main(config: Config) -> Optional[int]:
+    if not config.getoption("watch"):
+        return None
+    import watchfiles
+
+    argv: list[str] = config.stash.get("argv", [])
+    if config.jobdef_path is not None and not any(a in ("-j", "--jobdef") or a.startswith("--jobdef=") for a in argv):
+        argv = ["-j", str(config.jobdef_path), *argv]  # a driver's default job definition
+    if "--root" not in argv:
+        argv = ["--root", str(config.rootdir), *argv]
+    paths = watched_paths(config)
+    rootdir = config.rootdir.resolve()
+    ignore = [str(rootdir / "logs"), str(rootdir / ".flowmancer")]
+    watch_filter = watchfiles.PythonFilter(ignore_paths=ignore, extra_extensions=(".yaml", ".yml"))
+    where = ", ".join(str(p) for p in paths)
+    print(f"watching {where} (Ctrl-C to stop)", flush=True)
+
+    def on_change(changes: set[tuple[Any, str]]) -> None:
+        names = sorted({os.path.relpath(p, rootdir) for _, p in changes})
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        stamp = time.strftime("%H:%M:%S")
+        print(f"\n{'─' * 20} {stamp} changed: {shown}: rerunning {'─' * 20}", flush=True)
+
+    logging.getLogger("watchfiles").setLevel(logging.ERROR)  # its "process already dead" notes are noise here
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops watching as cleanly as Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        watchfiles.run_process(
+            *paths,
+            target=shlex.join(child_argv(argv)),
+            target_type="command",
+            callback=on_change,
+            watch_filter=watch_filter,
+            debounce=DEBOUNCE_MS,
+            step=25,
+            sigint_timeout=10,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("\nwatch stopped", flush=True)
+    return int(ExitCode.INTERRUPTED)
