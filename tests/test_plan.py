@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "readme"
 
 JOB = """
 config: {name: plan}
@@ -142,3 +146,34 @@ def test_schema_validates_job_files_with_task_parameters(fmtester):
     ):
         assert list(validator.iter_errors(bad)), bad
     assert "Deploy" in schema["$defs"] and "Target" in schema["$defs"]
+
+
+def _edges_from_mermaid(text):
+    ids = dict(re.findall(r'^\s+(t\d+)\["([^<"]+)<br/>', text, re.M))
+    return {(ids[a], ids[b]) for a, b in re.findall(r"^\s+(t\d+) --> (t\d+)$", text, re.M)}
+
+
+def _edges_from_dot(text):
+    return set(re.findall(r'^\s+"([^"]+)" -> "([^"]+)";$', text, re.M))
+
+
+def test_graphs_parse_back_to_the_dependencies(project):
+    expected = {("extract", "transform"), ("transform", "load")}
+    assert _edges_from_mermaid(project.run("--graph", "mermaid").stdout) == expected
+    assert _edges_from_dot(project.run("--graph", "dot").stdout) == expected
+
+
+def test_schema_accepts_the_readme_example_and_rejects_a_broken_one(fmtester):
+    import shutil
+
+    shutil.copytree(EXAMPLE, fmtester.path, dirs_exist_ok=True)
+    result = fmtester.run("--schema", jobdef="")
+    schema = json.loads(result.stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    readme_job = yaml.safe_load((EXAMPLE / "job.yaml").read_text())
+    assert list(validator.iter_errors(readme_job)) == []
+    broken = yaml.safe_load((EXAMPLE / "job.yaml").read_text())
+    broken["tasks"]["succeed-task-a"]["parameters"] = {"my_optional_int_var": "five"}  # required one missing too
+    broken["tasks"]["final-fail-task"]["max_attempts"] = 0
+    errors = list(validator.iter_errors(broken))
+    assert errors
