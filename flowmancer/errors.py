@@ -55,8 +55,13 @@ class JobDefinitionError(FlowmancerError):
         self.problems = list(problems)
         super().__init__(self.render())
 
+    #: at most this many problems are printed; the rest are counted
+    MAX_SHOWN = 50
+
     def render(self) -> str:
         n = len(self.problems)
         lines = [f"job definition error{'s' if n != 1 else ''} ({n}):"]
-        lines += [" - " + p.render().replace("\n", "\n   ") for p in self.problems]
+        lines += [" - " + p.render().replace("\n", "\n   ") for p in self.problems[: self.MAX_SHOWN]]
+        if n > self.MAX_SHOWN:
+            lines.append(f" ... and {n - self.MAX_SHOWN} more like these")
         return "\n".join(lines)

@@ -79,7 +79,10 @@ class TaskResult:
     exitcode: Optional[int] = None
     error: Optional[str] = None  # one line: why it failed
     traceback: Optional[str] = None  # full text, when a Python exception was the cause
+    failure_kind: Optional[str] = None  # "exception", "exit" (sys.exit), "timeout" or "crash"
+    exception_types: tuple[str, ...] = ()  # the exception's classes, most derived first, short and dotted names
     will_retry: bool = False
+    retry_delay: Optional[float] = None
 
     @property
     def duration(self) -> float:

@@ -141,6 +141,16 @@ def flowmancer_task_spawn(job: Job, task: TaskRun) -> Optional[TaskHandle]:
     """
 
 
+@hookspec(firstresult=True)
+def flowmancer_task_timeout(job: Job, task: TaskRun) -> Optional[float]:
+    """Seconds the attempt of ``task`` that is starting may run; ``None`` for no limit.
+
+    When it runs longer it is stopped (SIGTERM: ``on_abort`` runs in the task; SIGKILL after a grace
+    period), and the attempt fails with "timed out after N s". The built-in ``timeout`` plugin answers
+    with the task's ``timeout`` (or ``config.task_defaults.timeout``).
+    """
+
+
 @hookspec
 def flowmancer_task_start(job: Job, task: TaskRun) -> None:
     """An attempt of ``task`` started (``task.attempt`` counts from 1)."""

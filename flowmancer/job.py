@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from .errors import JobDefinitionError, Location, Problem
 from .events import ExecutionState, TaskResult
-from .jobdef import LoadedJobDef, TaskDef, problems_from_validation
+from .jobdef import LoadedJobDef, TaskDef, TaskSettings, problems_from_validation
 from .registry import Registry, class_file
 from .task import Task, TaskInfo
 
@@ -35,6 +35,7 @@ class TaskRun:
     cls: type[Task]
     instance: Task
     index: int
+    settings: TaskSettings
     location: Optional[Location] = None
     dependents: list[str] = field(default_factory=list)
     state: ExecutionState = ExecutionState.INIT
@@ -55,11 +56,11 @@ class TaskRun:
 
     @property
     def max_attempts(self) -> int:
-        return self.definition.max_attempts
+        return self.settings.max_attempts
 
     @property
     def backoff(self) -> float:
-        return self.definition.backoff
+        return self.settings.backoff
 
     def info(self, job_name: str) -> TaskInfo:
         return TaskInfo(
@@ -206,7 +207,10 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry, problems
                 model=cls,
             )
             continue
-        tasks[name] = TaskRun(name=name, definition=tdef, cls=cls, instance=instance, index=index, location=loc)
+        settings = tdef.settings(model.config.task_defaults)
+        tasks[name] = TaskRun(
+            name=name, definition=tdef, cls=cls, instance=instance, index=index, settings=settings, location=loc
+        )
 
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for name, tdef in model.tasks.items():

@@ -8,9 +8,10 @@ import copy
 import difflib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from .errors import JobDefinitionError, Location, Problem
 
 Path_ = tuple[Union[str, int], ...]
-Marks = Dict[Path_, Location]
+Marks = Dict[Path_, tuple[str, int, int]]  # path -> (file, line, column), made into a Location on demand
 
 
 # --------------------------------------------------------------------------------------------------
@@ -30,11 +31,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Trigger = Literal["all_success", "all_done", "one_failed", "none_failed"]
+
+
+class TaskSettings(_Strict):
+    """How a task runs: retries, timeout, trigger rule, memory limit. ``config.task_defaults`` sets them for
+    every task; a task's own keys win."""
+
+    max_attempts: int = Field(1, ge=1)
+    backoff: float = Field(0.0, ge=0, description="seconds before the 2nd attempt")
+    backoff_factor: float = Field(1.0, ge=1, description="each later wait is this many times the previous one")
+    backoff_max: Optional[float] = Field(None, ge=0, description="cap on the wait between attempts")
+    backoff_jitter: float = Field(0.0, ge=0, le=1, description="randomise each wait by up to this fraction")
+    retry_on: Optional[List[str]] = Field(None, description="retry only these exceptions (or 'timeout', 'crash')")
+    no_retry_on: List[str] = Field(default_factory=list, description="never retry these exceptions")
+    timeout: Optional[float] = Field(None, gt=0, description="seconds an attempt may run before it is stopped")
+    trigger: Trigger = "all_success"
+    memory_limit_mb: Optional[int] = Field(None, gt=0, description="address-space limit of the task process")
+
+
 class ConfigDef(_Strict):
     name: str = "flowmancer"
     max_concurrency: int = 0
     extension_directories: List[str] = Field(default_factory=list)
     extension_packages: List[str] = Field(default_factory=list)
+    task_defaults: TaskSettings = Field(default_factory=lambda: TaskSettings())
+    abort_grace_seconds: float = Field(5.0, ge=0, description="time a stopped task has for on_abort")
     # Accepted for compatibility; the scheduler is event driven and has no polling interval.
     synchro_interval_seconds: float = 0.25
     loggers_interval_seconds: float = 0.25
@@ -46,13 +68,27 @@ class ConfigDef(_Strict):
     def _none_is_empty(cls, v: Any) -> Any:
         return [] if v is None else v
 
+    @field_validator("task_defaults", mode="before")
+    @classmethod
+    def _none_is_default(cls, v: Any) -> Any:
+        return {} if v is None else v
+
 
 class TaskDef(_Strict):
     task: str
     dependencies: List[str] = Field(default_factory=list)
-    max_attempts: int = Field(1, ge=1)
-    backoff: float = Field(0.0, ge=0)
     parameters: Dict[str, Any] = Field(default_factory=dict)
+    # Unset (None) means "as in config.task_defaults".
+    max_attempts: Optional[int] = Field(None, ge=1)
+    backoff: Optional[float] = Field(None, ge=0)
+    backoff_factor: Optional[float] = Field(None, ge=1)
+    backoff_max: Optional[float] = Field(None, ge=0)
+    backoff_jitter: Optional[float] = Field(None, ge=0, le=1)
+    retry_on: Optional[List[str]] = None
+    no_retry_on: Optional[List[str]] = None
+    timeout: Optional[float] = Field(None, gt=0)
+    trigger: Optional[Trigger] = None
+    memory_limit_mb: Optional[int] = Field(None, gt=0)
 
     @field_validator("dependencies", "parameters", mode="before")
     @classmethod
@@ -60,6 +96,10 @@ class TaskDef(_Strict):
         if v is None:
             return {} if info.field_name == "parameters" else []
         return v
+
+    def settings(self, defaults: TaskSettings) -> TaskSettings:
+        own = {k: getattr(self, k) for k in TaskSettings.model_fields if getattr(self, k) is not None}
+        return defaults.model_copy(update=own)
 
 
 class LoggerDef(_Strict):
@@ -120,6 +160,7 @@ class ConfigSchema:
 _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     (): JobDefinition,
     ("config",): ConfigDef,
+    ("config", "task_defaults"): TaskSettings,
     ("tasks", "*"): TaskDef,
     ("loggers", "*"): LoggerDef,
     ("extensions", "*"): ExtensionDef,
@@ -142,9 +183,9 @@ class LoadedJobDef:
 
 def locate(marks: Marks, path: Path_) -> Optional[Location]:
     for n in range(len(path), -1, -1):
-        loc = marks.get(tuple(path[:n]))
-        if loc is not None:
-            return loc
+        mark = marks.get(tuple(path[:n]))
+        if mark is not None:
+            return Location(*mark)
     return None
 
 
@@ -160,6 +201,11 @@ def dotted(path: Path_) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+# libyaml's parser when present: the same safe loading, many times faster on big files.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _Builder:
     """Turns a composed (safe) node tree into plain data, recording where each key was written."""
 
@@ -171,10 +217,15 @@ class _Builder:
         self._stack: set[int] = set()
 
     def loc(self, node: yaml.Node) -> Location:
-        return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+        return Location(*self.mark(node))
+
+    def mark(self, node: yaml.Node) -> tuple[str, int, int]:
+        return (self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
-        self.marks.setdefault(path, self.loc(node))
+        """Marks are kept for the root, every key and every list item: enough to point at any value."""
+        if not path:
+            self.marks[path] = self.mark(node)
         if id(node) in self._stack:
             self.problems.append(
                 Problem("recursive YAML alias", self.loc(node), hint="an anchor cannot contain itself")
@@ -199,21 +250,26 @@ class _Builder:
                     first = self.marks.get(kpath)
                     self.problems.append(
                         Problem(
-                            f"duplicate key '{key}' (first defined at line {first.line if first else '?'})",
+                            f"duplicate key '{key}' (first defined at line {first[1] if first else '?'})",
                             self.loc(knode),
                             where=dotted(path),
                             hint="YAML keeps only one of them; remove or rename the other",
                         )
                     )
-                self.marks[kpath] = self.loc(knode)
+                self.marks[kpath] = self.mark(knode)
                 out[key] = self.build(vnode, kpath)
             self._stack.discard(id(node))
             return out
         if isinstance(node, yaml.SequenceNode):
             self._stack.add(id(node))
-            items = [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
+            items = []
+            for i, v in enumerate(node.value):
+                self.marks[(*path, i)] = self.mark(v)
+                items.append(self.build(v, (*path, i)))
             self._stack.discard(id(node))
             return items
+        if node.tag == _STR_TAG:  # the common case, without the constructor's machinery
+            return node.value
         try:
             return self.constructor.construct_object(node)
         except yaml.YAMLError as exc:
@@ -221,7 +277,7 @@ class _Builder:
             return None
 
 
-def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
+def _yaml_problem(file: str, exc: yaml.YAMLError, text: str = "") -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1)
     what = getattr(exc, "problem", None) or str(exc)
@@ -231,7 +287,8 @@ def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
         context += f" that starts at line {cmark.line + 1}"
     msg = f"YAML syntax error: {what}" + (f" ({context})" if context else "")
     hint = "check indentation and quoting on this line or the one above"
-    if "\t" in what or "\\t" in what:
+    line_text = text.splitlines()[mark.line] if mark is not None and mark.line < len(text.splitlines()) else ""
+    if "\t" in what or "\\t" in what or "\t" in line_text[: len(line_text) - len(line_text.lstrip())]:
         hint = "YAML does not allow tabs for indentation: use spaces"
     elif "could not determine a constructor" in what:
         hint = "tags such as !!python/object are not allowed; write plain values"
@@ -248,10 +305,12 @@ def read_yaml(path: Path, problems: list[Problem]) -> tuple[Any, Marks]:
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(f"cannot read job definition {path}: {exc}"))
         return None, {}
+    if len(text) > 2_000_000:
+        print(f"reading {path} ({len(text) / 1e6:.1f} MB): large YAML files take a while", file=sys.stderr)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
-        problems.append(_yaml_problem(file, exc))
+        problems.append(_yaml_problem(file, exc, text))
         return None, {}
     if node is None:
         problems.append(
@@ -350,7 +409,7 @@ class _Loader:
 
     def load(self, path: Path, stack: tuple[Path, ...] = ()) -> tuple[dict[Any, Any], Marks]:
         path = path.resolve()
-        if path in self._cache:
+        if path in self._cache:  # included twice (a diamond): hand out a copy
             data, marks = self._cache[path]
             return copy.deepcopy(data), dict(marks)
         if path not in self.files:
@@ -397,9 +456,12 @@ class _Loader:
             data, inc_marks = self.load(target, (*stack, path))
             deep_merge(merged, data)
             merged_marks.update(inc_marks)
-        deep_merge(merged, raw)
-        merged_marks.update(marks)
-        self._cache[path] = (copy.deepcopy(merged), dict(merged_marks))
+        if merged:
+            deep_merge(merged, raw)
+            merged_marks.update(marks)
+        else:  # no includes: nothing to merge, nothing to copy
+            merged, merged_marks = raw, marks
+        self._cache[path] = (merged, merged_marks)
         return merged, merged_marks
 
 

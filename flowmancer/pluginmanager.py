@@ -30,6 +30,7 @@ BUILTINS = (
     "select",
     "concurrency",
     "retry",
+    "timeout",
     "components",
     "filelogger",
     "checkpoint",

@@ -1,7 +1,14 @@
-"""Built-in plugin ``retry``: ``max_attempts`` attempts per task, ``backoff`` seconds apart."""
+"""Built-in plugin ``retry``: the retry policy of each task.
+
+``max_attempts`` attempts; the wait before attempt n+1 is ``backoff * backoff_factor ** (n - 1)``, capped
+at ``backoff_max`` and randomised by up to ``backoff_jitter`` (a fraction). ``retry_on`` (only these) and
+``no_retry_on`` (never these) name exception classes (short or dotted names, base classes match
+subclasses) or the words ``timeout`` and ``crash``.
+"""
 
 from __future__ import annotations
 
+import random
 from typing import Optional
 
 from .events import TaskResult
@@ -9,8 +16,27 @@ from .hookimpl import hookimpl
 from .job import Job, TaskRun
 
 
+def retry_delay(attempt: int, backoff: float, factor: float, cap: Optional[float], jitter: float) -> float:
+    delay = backoff * factor ** (attempt - 1)
+    if cap is not None:
+        delay = min(delay, cap)
+    if jitter:
+        delay *= 1 + random.uniform(-jitter, jitter)
+    return max(0.0, delay)
+
+
+def failure_names(result: TaskResult) -> set[str]:
+    return {*result.exception_types, result.failure_kind or "exception"}
+
+
 @hookimpl(trylast=True)
 def flowmancer_task_retry(job: Job, task: TaskRun, result: TaskResult) -> Optional[float]:
-    if task.attempt < task.max_attempts:
-        return task.backoff
-    return None
+    s = task.settings
+    if task.attempt >= s.max_attempts:
+        return None
+    names = failure_names(result)
+    if names & set(s.no_retry_on):
+        return None
+    if s.retry_on is not None and not names & set(s.retry_on):
+        return None
+    return retry_delay(task.attempt, s.backoff, s.backoff_factor, s.backoff_max, s.backoff_jitter)

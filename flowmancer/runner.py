@@ -1,7 +1,8 @@
 """The scheduler (plugin ``runner``): an event loop over pipes, process sentinels and timers.
 
-It never sleeps to poll. Each wake-up handles exactly what became ready; dependency bookkeeping is
-a counter per task, so the cost per event does not grow with the size of the job.
+It never sleeps to poll. Each wake-up handles exactly what became ready; each task keeps counters of
+its settled dependencies, so deciding whether it may run (its trigger rule) costs O(1) per event
+whatever the size of the job.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from .spawn import describe_exit
 
 S = ExecutionState
 _SATISFIED = (S.COMPLETED, S.SKIPPED)
-_BLOCKING = (S.FAILED, S.DEFAULTED, S.ABORTED)
-ABORT_GRACE_SECONDS = 5.0
+_BAD = (S.FAILED, S.DEFAULTED, S.ABORTED)
 
 
 class _SignalWatch:
@@ -63,58 +63,94 @@ class _SignalWatch:
             pass
 
 
+def decide(rule: str, total: int, done: int, bad: int, failed: int) -> Optional[str]:
+    """What a task's trigger rule says given its dependencies: "run", "default", "skip" or wait (None).
+
+    ``done``: dependencies in a final state; ``bad``: of those FAILED, DEFAULTED or ABORTED; ``failed``:
+    of those FAILED.
+    """
+    if rule == "all_success":
+        return "default" if bad else ("run" if done == total else None)
+    if rule == "all_done":
+        return "run" if done == total else None
+    if rule == "one_failed":
+        return "run" if bad else ("skip" if done == total else None)
+    if rule == "none_failed":
+        return "default" if failed else ("run" if done == total else None)
+    raise ValueError(f"unknown trigger rule {rule!r}")
+
+
 class Scheduler:
     def __init__(self, job: Job) -> None:
         self.job = job
         self.hook = job.hook
-        self.waiting: dict[str, int] = {}  # unsatisfied dependency count per task
+        self.done: dict[str, int] = {}
+        self.bad: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
         self.ready: list[tuple[int, str]] = []  # heap by YAML order
-        self.timers: list[tuple[float, int, str]] = []  # retry delays
+        self.timers: list[tuple[float, int, str, str, int]] = []  # (when, seq, kind, task, attempt)
         self.by_waitable: dict[Any, TaskRun] = {}
         self.registered: dict[str, set[Any]] = {}  # waitables per running task
         self.finished_events: dict[str, dict[str, Any]] = {}
         self.open = 0  # tasks not yet in a final state
         self.aborting = False
-        self.kill_at: Optional[float] = None
         self._seq = itertools.count()
+        #: seconds a task stopped by an abort or a timeout has to run on_abort before it is killed
+        self.grace = job.jobdef.model.config.abort_grace_seconds
 
-    # -- bookkeeping ---------------------------------------------------------------------------
+    # -- dependency bookkeeping ----------------------------------------------------------------
 
-    def _queue(self, task: TaskRun) -> None:
-        self.job.set_state(task, S.PENDING)
-        heapq.heappush(self.ready, (task.index, task.name))
+    def _timer(self, delay: float, kind: str, task: TaskRun) -> None:
+        heapq.heappush(
+            self.timers, (time.monotonic() + max(0.0, delay), next(self._seq), kind, task.name, task.attempt)
+        )
+
+    def _count(self, dependent: str, state: ExecutionState) -> None:
+        self.done[dependent] += 1
+        if state in _BAD:
+            self.bad[dependent] += 1
+        if state is S.FAILED:
+            self.failed[dependent] += 1
+
+    def _apply(self, task: TaskRun, stack: list[TaskRun]) -> None:
+        action = decide(
+            task.settings.trigger,
+            len(task.dependencies),
+            self.done[task.name],
+            self.bad[task.name],
+            self.failed[task.name],
+        )
+        if action == "run":
+            self.job.set_state(task, S.PENDING)
+            heapq.heappush(self.ready, (task.index, task.name))
+        elif action in ("default", "skip"):
+            state = S.DEFAULTED if action == "default" else S.SKIPPED
+            culprits = [d for d in task.dependencies if self.job.tasks[d].state in _BAD]
+            why = (
+                f"not run: upstream task '{culprits[0]}' {self.job.tasks[culprits[0]].state.value.lower()}"
+                if action == "default"
+                else f"not run: trigger {task.settings.trigger} and no dependency failed"
+            )
+            self.job.set_state(task, state)
+            task.result = TaskResult(name=task.name, state=state, attempt=task.attempt, error=why)
+            self.hook.flowmancer_task_finish(job=self.job, task=task, result=task.result)
+            self.open -= 1
+            stack.append(task)
 
     def _settle(self, task: TaskRun) -> None:
-        """``task`` reached a final state: release or default its dependents."""
+        """``task`` reached a final state: tell its dependents, and theirs if they settle too."""
         self.open -= 1
-        if task.state in _SATISFIED:
-            for name in task.dependents:
-                if name not in self.waiting:  # settled before the run (skipped, restored)
-                    continue
-                self.waiting[name] -= 1
-                dep = self.job.tasks[name]
-                if self.waiting[name] == 0 and dep.state is S.INIT:
-                    self._queue(dep)
-        elif task.state in _BLOCKING and not self.aborting:
-            self._default_downstream(task)  # after an abort, dependents stay "not run": -r runs them
-
-    def _default_downstream(self, failed: TaskRun) -> None:
-        stack = [(failed.name, n) for n in failed.dependents]
+        if self.aborting:  # after an abort, dependents stay "not run": -r runs them
+            return
+        stack = [task]
         while stack:
-            cause, name = stack.pop()
-            t = self.job.tasks[name]
-            if t.state is not S.INIT:
-                continue
-            self.job.set_state(t, S.DEFAULTED)
-            t.result = TaskResult(
-                name=t.name,
-                state=S.DEFAULTED,
-                attempt=t.attempt,
-                error=f"not run: upstream task '{cause}' {self.job.tasks[cause].state.value.lower()}",
-            )
-            self.hook.flowmancer_task_finish(job=self.job, task=t, result=t.result)
-            self.open -= 1
-            stack.extend((name, n) for n in t.dependents)
+            t = stack.pop()
+            for name in t.dependents:
+                dep = self.job.tasks[name]
+                if dep.state is not S.INIT:
+                    continue
+                self._count(name, t.state)
+                self._apply(dep, stack)
 
     # -- starting --------------------------------------------------------------------------------
 
@@ -130,8 +166,7 @@ class Scheduler:
 
     def _spawn(self, task: TaskRun) -> None:
         task.attempt += 1
-        started = time.time()
-        task.stash["start"] = started
+        task.stash["start"] = time.time()
         handle = self.hook.flowmancer_task_spawn(job=self.job, task=task)
         task.handle = handle
         self.job.running[task.name] = task
@@ -139,6 +174,9 @@ class Scheduler:
         for w in self.registered[task.name]:
             self.by_waitable[w] = task
         self.job.set_state(task, S.RUNNING)
+        timeout = self.hook.flowmancer_task_timeout(job=self.job, task=task)
+        if timeout:
+            self._timer(float(timeout), "timeout", task)
         self.hook.flowmancer_task_start(job=self.job, task=task)
 
     # -- events ----------------------------------------------------------------------------------
@@ -171,12 +209,8 @@ class Scheduler:
                 del self.by_waitable[w]
             self.registered[task.name] = live
 
-    def _attempt_over(self, task: TaskRun, exitcode: Optional[int]) -> None:
+    def _result(self, task: TaskRun, exitcode: Optional[int]) -> TaskResult:
         fin = self.finished_events.pop(task.name, None)
-        for w in self.registered.pop(task.name, ()):
-            self.by_waitable.pop(w, None)
-        task.handle = None
-        del self.job.running[task.name]
         result = TaskResult(
             name=task.name,
             state=S.COMPLETED,
@@ -185,11 +219,14 @@ class Scheduler:
             end=time.time(),
             exitcode=exitcode,
         )
-        if fin is None:
+        timed_out = task.stash.pop("timed_out", None)
+        if timed_out is not None:
+            result.state, result.failure_kind = S.FAILED, "timeout"
+            result.error = f"timed out after {timed_out:g} s"
+        elif fin is None:
             result.state = S.ABORTED if self.aborting else S.FAILED
-            result.error = describe_exit(exitcode)
-            if self.aborting:
-                result.error = f"aborted ({result.error})"
+            result.failure_kind = "crash"
+            result.error = describe_exit(exitcode) if not self.aborting else f"aborted ({describe_exit(exitcode)})"
         elif fin["aborted"] or (self.aborting and not fin["ok"]):
             result.state = S.ABORTED
             result.error = (
@@ -200,6 +237,16 @@ class Scheduler:
         elif not fin["ok"]:
             result.state = S.FAILED
             result.error, result.traceback = fin["error"], fin["traceback"]
+            result.failure_kind = fin.get("kind") or "exception"
+            result.exception_types = tuple(fin.get("exc_types") or ())
+        return result
+
+    def _attempt_over(self, task: TaskRun, exitcode: Optional[int]) -> None:
+        for w in self.registered.pop(task.name, ()):
+            self.by_waitable.pop(w, None)
+        task.handle = None
+        del self.job.running[task.name]
+        result = self._result(task, exitcode)
         delay: Optional[float] = None
         if result.state is S.FAILED and not self.aborting:
             delay = self.hook.flowmancer_task_retry(job=self.job, task=task, result=result)
@@ -207,9 +254,10 @@ class Scheduler:
         task.history.append(result)
         if delay is not None:
             result.will_retry = True
+            result.retry_delay = float(delay)
             self.job.set_state(task, S.PENDING)
             self.hook.flowmancer_task_finish(job=self.job, task=task, result=result)
-            heapq.heappush(self.timers, (time.monotonic() + max(0.0, float(delay)), next(self._seq), task.name))
+            self._timer(float(delay), "retry", task)
             return
         self.job.set_state(task, result.state)
         self.hook.flowmancer_task_finish(job=self.job, task=task, result=result)
@@ -218,8 +266,19 @@ class Scheduler:
     def _fire_timers(self) -> None:
         now = time.monotonic()
         while self.timers and self.timers[0][0] <= now:
-            _, _, name = heapq.heappop(self.timers)
-            heapq.heappush(self.ready, (self.job.tasks[name].index, name))
+            _, _, kind, name, attempt = heapq.heappop(self.timers)
+            task = self.job.tasks[name]
+            current = task.attempt == attempt and task.handle is not None
+            if kind == "retry":
+                heapq.heappush(self.ready, (task.index, name))
+            elif kind == "timeout" and current:
+                assert task.handle is not None
+                task.stash["timed_out"] = self.hook.flowmancer_task_timeout(job=self.job, task=task)
+                task.handle.terminate()  # on_abort runs in the task; then it is killed if still there
+                self._timer(self.grace, "kill", task)
+            elif kind == "kill" and current:
+                assert task.handle is not None
+                task.handle.kill()
 
     # -- abort -----------------------------------------------------------------------------------
 
@@ -234,28 +293,41 @@ class Scheduler:
         for t in list(self.job.running.values()):
             if t.handle is not None:
                 t.handle.terminate()
-        self.kill_at = time.monotonic() + ABORT_GRACE_SECONDS
-        for _, _, name in self.timers:  # waiting for a retry: that attempt was the last
+                self._timer(self.grace, "kill", t)
+        waiting = [entry for entry in self.timers if entry[2] == "retry"]
+        self.timers = [entry for entry in self.timers if entry[2] != "retry"]
+        heapq.heapify(self.timers)
+        for *_, name, _attempt in waiting:  # waiting for a retry: that attempt was the last
             t = self.job.tasks[name]
             self.job.set_state(t, S.ABORTED)
             self.open -= 1
-        self.timers.clear()
+        self.ready.clear()
+
+    def _take_signals(self, sigs: _SignalWatch) -> None:
+        while sigs.signals:
+            self._abort(sigs.signals.pop(0))
 
     # -- loop ------------------------------------------------------------------------------------
 
     def run(self) -> None:
         job = self.job
         for t in job:
-            if t.state.is_final:
-                continue
-            self.open += 1
-            self.waiting[t.name] = sum(1 for d in t.dependencies if job.tasks[d].state not in _SATISFIED)
-        for t in job:  # tasks settled before the run (skipped, restored) may block others
-            if t.state in _BLOCKING:
-                self._default_downstream(t)
+            self.done[t.name] = self.bad[t.name] = self.failed[t.name] = 0
         for t in job:
-            if t.state is S.INIT and self.waiting.get(t.name) == 0:
-                self._queue(t)
+            if not t.state.is_final:
+                self.open += 1
+        for t in job:  # tasks settled before the run (skipped, restored) count for their dependents
+            if t.state.is_final:
+                for name in t.dependents:
+                    if not job.tasks[name].state.is_final:
+                        self._count(name, t.state)
+        stack: list[TaskRun] = []
+        for t in job:
+            if t.state is S.INIT:
+                self._apply(t, stack)
+        while stack:  # defaulted or skipped right away: settle their dependents too
+            self.open += 1
+            self._settle(stack.pop())
         with _SignalWatch() as sigs:
             while self.open > 0 or job.running:
                 if self.aborting and not job.running:
@@ -265,10 +337,7 @@ class Scheduler:
                     if self.ready:
                         raise RuntimeError("a flowmancer_task_can_start hook refuses every task while none runs")
                     break
-                deadline = self.timers[0][0] if self.timers else None
-                if self.kill_at is not None:
-                    deadline = min(deadline, self.kill_at) if deadline is not None else self.kill_at
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                timeout = None if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
                 ready = set(wait([*self.by_waitable, sigs.r], timeout))
                 if sigs.r in ready:
                     sigs.drain()
@@ -277,17 +346,8 @@ class Scheduler:
                 for task in tasks.values():
                     if task.handle is not None:
                         self._handle(task, ready)
-                if self.kill_at is not None and time.monotonic() >= self.kill_at:
-                    for t in job.running.values():
-                        if t.handle is not None:
-                            t.handle.kill()
-                    self.kill_at = None
                 self._fire_timers()
             self._take_signals(sigs)  # one that raced the last task's exit still counts
-
-    def _take_signals(self, sigs: _SignalWatch) -> None:
-        while sigs.signals:
-            self._abort(sigs.signals.pop(0))
 
 
 def _signame(signum: Optional[int]) -> str:

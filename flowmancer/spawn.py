@@ -81,6 +81,7 @@ class ProcessHandle:
                 snapshot,
                 workdir,
                 open_conns if method == "fork" else (),
+                task.settings.memory_limit_mb,
             ),
             name=f"flowmancer:{task.name}",
             daemon=True,
@@ -93,6 +94,10 @@ class ProcessHandle:
             child_conn.close()
             if raw_w is not None:
                 os.close(raw_w)
+        try:  # also set from here: no window in which a signal to the group misses the child
+            os.setpgid(self.proc.pid, self.proc.pid)  # type: ignore[arg-type]
+        except OSError:
+            pass
         self.raw = raw_r
         if raw_r is not None:
             os.set_blocking(raw_r, False)
@@ -165,13 +170,24 @@ class ProcessHandle:
             events.append({"event": "exit", "exitcode": self.proc.exitcode})
         return events
 
+    def _signal_group(self, sig: int) -> None:
+        """Signal the task and everything it started (its process group)."""
+        pid = self.proc.pid
+        if pid is None or self.proc.exitcode is not None:
+            return
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+
     def terminate(self) -> None:
-        if self.proc.is_alive():
-            self.proc.terminate()
+        self._signal_group(signal.SIGTERM)
 
     def kill(self) -> None:
-        if self.proc.is_alive():
-            self.proc.kill()
+        self._signal_group(signal.SIGKILL)
 
 
 @hookimpl(trylast=True)

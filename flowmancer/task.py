@@ -66,18 +66,24 @@ class Task(ABC, BaseModel):
         extra="forbid", arbitrary_types_allowed=True, use_enum_values=True, coerce_numbers_to_str=True
     )
 
-    _fm_shared_dict: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _fm_logger: TaskLogger = PrivateAttr(default_factory=TaskLogger)
+    # Plain defaults, no factories: pydantic inspects a factory's signature for every instance, which
+    # dominates validating thousands of tasks. The properties create the objects on first use.
+    _fm_shared_dict: Optional[dict[str, Any]] = PrivateAttr(default=None)
+    _fm_logger: Optional[TaskLogger] = PrivateAttr(default=None)
     _fm_info: Optional[TaskInfo] = PrivateAttr(default=None)
 
     @property
     def shared_dict(self) -> dict[str, Any]:
         """Values shared across tasks: a task sees every write made by tasks that finished before it
         started; its own writes reach the parent at once (see the README)."""
+        if self._fm_shared_dict is None:
+            self._fm_shared_dict = {}
         return self._fm_shared_dict
 
     @property
     def logger(self) -> TaskLogger:
+        if self._fm_logger is None:
+            self._fm_logger = TaskLogger()
         return self._fm_logger
 
     @property

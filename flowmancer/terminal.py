@@ -133,7 +133,7 @@ class TerminalReporter:
             if task.max_attempts > 1:
                 extra += f"  attempt {result.attempt}/{task.max_attempts}"
             if result.will_retry:
-                extra += f", retrying in {task.backoff:g}s"
+                extra += f", retrying in {result.retry_delay or 0:.3g}s"
             if result.error and result.state is not S.COMPLETED and self.verbosity >= 0:
                 extra += f"  {result.error}"
         colour = _COLOURS.get(result.state) if not result.will_retry else "YELLOW"

@@ -125,6 +125,29 @@ def _format_exc(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip("\n")
 
 
+def exception_names(cls: type[BaseException]) -> list[str]:
+    """``ValueError``, ``builtins.ValueError``, then the same for each base class: what retry_on matches."""
+    out: list[str] = []
+    for c in cls.__mro__:
+        if c is object:
+            break
+        out += [c.__name__, f"{c.__module__}.{c.__qualname__}"]
+    return out
+
+
+def limit_memory(megabytes: int) -> None:
+    """Allow ``megabytes`` of new allocations beyond what the process has at start (Linux: RLIMIT_DATA)."""
+    import resource
+
+    extra = megabytes * 1024 * 1024
+    try:
+        with open("/proc/self/status") as f:
+            data_kb = next(int(ln.split()[1]) for ln in f if ln.startswith("VmData:"))
+        resource.setrlimit(resource.RLIMIT_DATA, (data_kb * 1024 + extra, data_kb * 1024 + extra))
+    except (OSError, StopIteration, ValueError):
+        resource.setrlimit(resource.RLIMIT_AS, (extra, extra))
+
+
 def _exit_failed(exc: SystemExit) -> bool:
     return exc.code not in (0, None)
 
@@ -138,6 +161,9 @@ class _Lifecycle:
         self.tb: Optional[str] = None
         self.aborted = False
         self._abort_done = False
+        self.kind: Optional[str] = None
+        self.exc_types: list[str] = []
+        self.memory_limit_mb: Optional[int] = None
 
     def _fail(self, stage: str, exc: BaseException) -> None:
         text = _format_exc(exc)
@@ -145,9 +171,13 @@ class _Lifecycle:
             summary = f"{stage}() called sys.exit({exc.code!r})"
         else:
             summary = f"{stage}() raised {type(exc).__name__}: {exc}".rstrip(": ")
+            if isinstance(exc, MemoryError) and self.memory_limit_mb:
+                summary += f" (memory limit of {self.memory_limit_mb} MB reached: memory_limit_mb)"
         self.send({"event": "log", "stream": "traceback", "severity": "ERROR", "lines": [text], "ts": time.time()})
         if self.error is None:
             self.error, self.tb = summary, text
+            self.kind = "exit" if isinstance(exc, SystemExit) else "exception"
+            self.exc_types = exception_names(type(exc))
 
     def call(self, stage: str) -> bool:
         try:
@@ -197,8 +227,13 @@ def child_main(
     snapshot: dict[str, Any],
     workdir: Optional[str],
     closefds: Iterable[Any] = (),
+    memory_limit_mb: Optional[int] = None,
 ) -> None:
     """Entry point of a task process (target of ``multiprocessing.Process``)."""
+    try:
+        os.setpgid(0, 0)  # its own process group: an abort stops what the task started, too
+    except OSError:
+        pass
     for c in closefds:  # the parent's ends of other tasks' pipes: not ours to hold open
         try:
             c.close()
@@ -233,6 +268,9 @@ def child_main(
     task._fm_logger = TaskLogger(emit)
     task._fm_info = info
     life = _Lifecycle(task, send, info)
+    life.memory_limit_mb = memory_limit_mb
+    if memory_limit_mb:
+        limit_memory(memory_limit_mb)
     try:
         life.run()
     except TaskAborted:
@@ -248,6 +286,8 @@ def child_main(
                 "aborted": life.aborted,
                 "error": life.error,
                 "traceback": life.tb,
+                "kind": life.kind,
+                "exc_types": life.exc_types,
             }
         )
         conn.close()
