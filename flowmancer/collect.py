@@ -44,7 +44,7 @@ def _describe_import_error(path: Path, exc: BaseException) -> Problem:
     frames = [f for f in tb if "importlib" not in f.filename]
     last = frames[-1] if frames else None
     loc = Location(last.filename, last.lineno or 1) if last else Location(str(path), 1)
-    hint = ""
+    hint = "fix the error above: the module's top-level code runs when Flowmancer collects it"
     if isinstance(exc, ModuleNotFoundError):
         hint = f"install the package that provides '{exc.name}', or check the import spelling"
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -57,6 +57,11 @@ def import_file(path: Path) -> list[Problem]:
         return []  # not importable by name (e.g. "my-script.py"): not a task module
     if str(base) not in sys.path:
         sys.path.insert(0, str(base))
+    taken_file = getattr(sys.modules.get(name), "__file__", None)
+    if taken_file and Path(taken_file).resolve() != path.resolve():
+        # e.g. tasks/copy.py in a folder without __init__.py, while the stdlib's copy is imported:
+        # import this file by its location, under a name of its own.
+        return _import_by_location(path)
     try:
         module = importlib.import_module(name)
     except BaseException as exc:  # noqa: BLE001 - any import failure is the user's to see
@@ -72,6 +77,28 @@ def import_file(path: Path) -> list[Problem]:
                 hint="rename one of the files, or add an __init__.py so each gets a distinct package name",
             )
         ]
+    return []
+
+
+def _import_by_location(path: Path) -> list[Problem]:
+    import hashlib
+    import importlib.util
+
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    name = f"flowmancer_collected_{path.stem}_{digest}"
+    if name in sys.modules:
+        return []
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # noqa: BLE001
+        del sys.modules[name]
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return [_describe_import_error(path, exc)]
     return []
 
 

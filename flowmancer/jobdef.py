@@ -331,7 +331,7 @@ def read_yaml(path: Path, problems: list[Problem]) -> tuple[Any, Marks]:
         problems.append(
             Problem(
                 f"the job definition must be a mapping (key: value), not a {type(data).__name__}",
-                Location(file, 1),
+                builder.loc(node),
                 hint="start the file with `tasks:`",
             )
         )
@@ -424,7 +424,13 @@ class _Loader:
         merged: dict[Any, Any] = {}
         merged_marks: Marks = {}
         if not isinstance(includes, list):
-            self.problems.append(Problem("`include` must be a list of YAML file paths", locate(marks, ("include",))))
+            self.problems.append(
+                Problem(
+                    "`include` must be a list of YAML file paths",
+                    locate(marks, ("include",)),
+                    hint="write `include: [a.yaml, b.yaml]`",
+                )
+            )
             includes = []
         for i, inc in enumerate(includes):
             loc = locate(marks, ("include", i))
@@ -479,6 +485,47 @@ def _model_at(loc: Path_, root: type[BaseModel] = JobDefinition) -> Optional[typ
     return None
 
 
+_EXPECTED = {
+    "dict": "a mapping (key: value lines, or {key: value})",
+    "model": "a mapping (key: value lines, or {key: value})",
+    "list": "a list (- item lines, or [a, b])",
+    "string": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+}
+
+
+def _fix_for(kind: str, ctx: Mapping[str, Any]) -> str:
+    """A hint saying what to write instead, from pydantic's error type."""
+    for prefix, what in _EXPECTED.items():
+        if kind.startswith(prefix):
+            return f"write {what} here"
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "?")
+        return f"use a value {bounds[kind]} {limit}"
+    if kind == "literal_error":
+        return f"use one of: {ctx.get('expected', '')}"
+    if kind == "enum":
+        return f"use one of: {ctx.get('expected', '')}"
+    return "see the README's job definition reference"
+
+
+def _is_secret(model: Optional[type[BaseModel]], loc: Any) -> bool:
+    """Is the value at ``loc`` (inside ``model``) a ``SecretStr``/``SecretBytes``? Then it is never shown."""
+    for part in loc:
+        field = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        if field is None:
+            return False
+        text = str(field.annotation)
+        if "Secret" in text:
+            return True
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return False
+
+
 def _friendly(
     err: Mapping[str, Any], noun: str, loc: Path_, model: Optional[type[BaseModel]], root: type[BaseModel]
 ) -> tuple[str, str]:
@@ -490,12 +537,14 @@ def _friendly(
         hint = f"did you mean '{close[0]}'?" if close else (f"known {noun}s: {', '.join(known)}" if known else "")
         return f"unknown {noun} '{loc[-1]}'", hint
     if kind == "missing":
-        return f"missing required {noun} '{loc[-1]}'", ""
+        return f"missing required {noun} '{loc[-1]}'", f"add `{loc[-1]}: ...` here"
     got = err.get("input")
-    shown = type(got).__name__ if isinstance(got, (dict, list)) or "secret" in kind else repr(got)
+    if _is_secret(model, err["loc"]):
+        return f"{err['msg']} (value hidden: a secret)", ""
+    shown = type(got).__name__ if isinstance(got, (dict, list)) else repr(got)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return f"{err['msg']} (got {shown})", ""
+    return f"{err['msg']} (got {shown})", _fix_for(kind, err.get("ctx") or {})
 
 
 def problems_from_validation(
@@ -512,7 +561,7 @@ def problems_from_validation(
     for err in exc.errors(include_url=False):
         loc = (*prefix, *err["loc"])
         msg, own_hint = _friendly(err, noun, loc, model, root)
-        own_hint = own_hint or hint
+        own_hint = "; ".join(h for h in (own_hint, hint) if h)
         out.append(Problem(msg, locate(marks, loc), where=dotted(loc), hint=own_hint))
     return out
 
@@ -559,9 +608,9 @@ def load_jobdef(
     if loader.problems and not data:
         raise JobDefinitionError(loader.problems)
     problems = list(loader.problems)
-    names = (
-        [k for k in data.get("tasks", None) or {} if isinstance(k, str)] if isinstance(data.get("tasks"), dict) else []
-    )
+    tasks_raw = data.get("tasks")
+    names = [k if isinstance(k, str) else str(k) for k in tasks_raw] if isinstance(tasks_raw, dict) else []
+
     root = (schema or ConfigSchema()).job_model()
     try:
         model = root.model_validate(data)

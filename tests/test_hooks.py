@@ -240,3 +240,17 @@ def test_task_shared_dict_hook(fmtester):
         ("w", "j", [2], False),
     ]
     assert result.job.shared_dict == {"j": [2]}
+
+
+def test_task_timeout_hook_overrides_the_setting(recorder_project):
+    recorder_project.make_jobdef("tasks:\n  slow: {task: Record, parameters: {sleep: 5}}\n")
+
+    class Deadline:
+        @hookimpl
+        def flowmancer_task_timeout(self, job, task):
+            return 0.3 if task.name == "slow" else None
+
+    result = recorder_project.run(plugins=(Deadline(),))
+    assert result.ret == 1
+    assert result.job.tasks["slow"].result.error == "timed out after 0.3 s"
+    assert result.duration < 4

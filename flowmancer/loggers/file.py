@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +15,11 @@ from ..eventbus.log import LogEndEvent, LogStartEvent, LogWriteEvent, Serializab
 from .logger import Logger, logger
 
 RUN_DIR_FORMAT = "%Y-%m-%dT%H-%M-%S.%f"
+
+
+def _private(path: str, flags: int) -> int:
+    """Log files are readable by the owner and group only: task output may hold sensitive data."""
+    return os.open(path, flags, 0o640)
 
 
 def _stamp(ts: float) -> str:
@@ -38,7 +44,7 @@ class FileLogger(Logger):
 
     async def on_create(self) -> None:
         base = self.resolve_path(self.base_log_dir)
-        base.mkdir(parents=True, exist_ok=True)
+        base.mkdir(parents=True, exist_ok=True, mode=0o750)
         self._remove_old_runs(base)
         start = dt.datetime.now()
         run_dir = base / start.strftime(RUN_DIR_FORMAT)
@@ -65,7 +71,9 @@ class FileLogger(Logger):
         if f is None:
             assert self._run_dir is not None, "on_create() must run first"
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-            f = self._files[name] = open(self._run_dir / f"{safe}.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            f = self._files[name] = open(  # noqa: SIM115 - closed on LogEndEvent / on_destroy
+                self._run_dir / f"{safe}.log", "a", encoding="utf-8", buffering=1, opener=_private
+            )
         return f
 
     async def update(self, evt: SerializableLogEvent) -> None:

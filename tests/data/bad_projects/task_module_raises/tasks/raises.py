@@ -1,0 +1,2 @@
+from flowmancer.task import Task, task
+RATE = 1 / 0

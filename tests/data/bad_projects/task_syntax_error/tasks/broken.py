@@ -1,0 +1,3 @@
+from flowmancer.task import Task, task
+def oops(:
+    pass

@@ -1,0 +1,5 @@
+from flowmancer.task import Task, task
+
+@task
+class Lazy(Task):
+    pass
