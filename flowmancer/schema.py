@@ -35,9 +35,8 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
 def _task_variant(name: str, cls: type[Any]) -> type[Any]:
     required = any(f.is_required() for f in cls.model_fields.values())
     params: Any = (cls, ...) if required else (Optional[cls], None)
-    model: type[Any] = create_model(  # type: ignore[call-overload]
-        f"Task_{name}", __base__=TaskDef, task=(Literal[name], ...), parameters=params
-    )
+    task_key: Any = (Literal[name], ...)
+    model: type[Any] = create_model(f"Task_{name}", __base__=TaskDef, task=task_key, parameters=params)
     return model
 
 

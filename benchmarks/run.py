@@ -1,0 +1,307 @@
+"""Flowmancer's speed and memory benchmark (a tool, not a test).
+
+    python benchmarks/run.py                  # all shapes, medians, ratios
+    python benchmarks/run.py --quick          # fewer repeats, no 10,000-task shapes
+    python benchmarks/run.py --write          # also write benchmarks/RESULTS.md
+    python benchmarks/run.py --original-venv benchmarks/.venv-original   # compare with flowmancer 0.12.4
+      (make it once: python -m venv benchmarks/.venv-original &&
+                     benchmarks/.venv-original/bin/pip install flowmancer==0.12.4)
+
+For each shape it generates a project of no-op tasks and runs it several times as a whole process
+(`python -m flowmancer -j job.yaml -qq`, logging and checkpointing on), measuring wall time, CPU time
+(user+sys, the whole process tree) and the runner's own peak RSS. The floor is a minimal script that
+imports the same task module and forks one child per task, respecting the same dependencies and
+concurrency limit, and waits. Ratios: (ours - start-up) / (floor - start-up) per task, and ours / original.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+
+TASKS = textwrap.dedent(
+    """
+    import time
+    from flowmancer.task import Task, task
+
+    @task
+    class Noop(Task):
+        def run(self):
+            pass
+
+    @task
+    class Sleep(Task):
+        seconds: float = 0.5
+
+        def run(self):
+            time.sleep(self.seconds)
+    """
+)
+
+# The floor: import the same task module, then fork one child per task with the same dependencies and
+# concurrency; the child runs the task and _exits. No pipes, no logging, no checkpoint.
+FLOOR = textwrap.dedent(
+    """
+    import os, sys, yaml
+    sys.path.insert(0, os.getcwd())
+    import tasks.noop as mod
+    job = yaml.safe_load(open(sys.argv[1]))
+    limit = (job.get("config") or {}).get("max_concurrency") or 0
+    tasks = job["tasks"]
+    waiting = {n: len(t.get("dependencies") or []) for n, t in tasks.items()}
+    dependents = {n: [] for n in tasks}
+    for n, t in tasks.items():
+        for d in t.get("dependencies") or []:
+            dependents[d].append(n)
+    ready = [n for n, c in waiting.items() if c == 0]
+    running = {}
+    while ready or running:
+        while ready and (limit <= 0 or len(running) < limit):
+            n = ready.pop()
+            t = tasks[n]
+            pid = os.fork()
+            if pid == 0:
+                getattr(mod, t["task"])(**(t.get("parameters") or {})).run()
+                os._exit(0)
+            running[pid] = n
+        pid, _ = os.wait()
+        for d in dependents[running.pop(pid)]:
+            waiting[d] -= 1
+            if waiting[d] == 0:
+                ready.append(d)
+    """
+)
+
+ORIGINAL_MAIN = "import sys\nfrom flowmancer import Flowmancer\nsys.exit(Flowmancer().start())\n"
+
+# Runs a command as this process and reports its own peak RSS at exit (children are not counted).
+RSS_WRAPPER = textwrap.dedent(
+    """
+    import atexit, resource, runpy, sys
+    def report():
+        print("BENCH_MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    atexit.register(report)
+    kind, target, *rest = sys.argv[1:]
+    sys.argv = [target, *rest]
+    if kind == "module":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(target, run_name="__main__")
+    """
+)
+
+
+@dataclass
+class Shape:
+    name: str
+    n: int
+    yaml: str
+    repeats: int = 5
+    big: bool = False
+    original: bool = True
+    ideal: Optional[float] = None  # wall time with zero overhead, when the tasks themselves take time
+
+
+def independent(n: int, task: str = "Noop", limit: int = 0, params: str = "") -> str:
+    cfg = f"config:\n  name: bench\n  max_concurrency: {limit}\n"
+    p = f", parameters: {{{params}}}" if params else ""
+    return cfg + "tasks:\n" + "".join(f"  t{i}: {{task: {task}{p}}}\n" for i in range(n))
+
+
+def chain(n: int) -> str:
+    body = "  t0: {task: Noop}\n" + "".join(f"  t{i}: {{task: Noop, dependencies: [t{i - 1}]}}\n" for i in range(1, n))
+    return "config:\n  name: bench\ntasks:\n" + body
+
+
+def fan(width: int, limit: int) -> str:
+    mids = "".join(f"  m{i}: {{task: Noop, dependencies: [src]}}\n" for i in range(width))
+    deps = ", ".join(f"m{i}" for i in range(width))
+    return (
+        f"config:\n  name: bench\n  max_concurrency: {limit}\ntasks:\n  src: {{task: Noop}}\n{mids}"
+        f"  sink: {{task: Noop, dependencies: [{deps}]}}\n"
+    )
+
+
+def layered(n: int, width: int) -> str:
+    lines = []
+    for i in range(n):
+        layer, pos = divmod(i, width)
+        if layer == 0:
+            lines.append(f"  t{i}: {{task: Noop}}\n")
+        else:
+            deps = [f"t{(layer - 1) * width + (pos + k) % width}" for k in (0, 1)]
+            lines.append(f"  t{i}: {{task: Noop, dependencies: [{', '.join(deps)}]}}\n")
+    return "config:\n  name: bench\n  max_concurrency: 8\ntasks:\n" + "".join(lines)
+
+
+SHAPES = [
+    Shape("1 task", 1, independent(1)),
+    Shape("100 independent", 100, independent(100)),
+    Shape("chain of 30", 30, chain(30)),
+    Shape("fan 1->200->1, mc 8", 202, fan(200, 8)),
+    Shape("20 x sleep 0.5 s, mc 4", 20, independent(20, "Sleep", 4, "seconds: 0.5"), repeats=3, ideal=2.5),
+    Shape("1,000 independent", 1000, independent(1000), repeats=3),
+    Shape("10,000 independent", 10000, independent(10000, limit=16), repeats=1, big=True, original=False),
+    Shape("10,000 layered DAG", 10000, layered(10000, 100), repeats=1, big=True, original=False),
+]
+
+
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+    rss_mb: float
+    ok: bool
+
+
+@dataclass
+class Result:
+    shape: Shape
+    runs: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def median(self, who: str, what: str) -> Optional[float]:
+        samples = [getattr(s, what) for s in self.runs.get(who, []) if s.ok]
+        return statistics.median(samples) if samples else None
+
+
+def measure(cmd: list[str], cwd: Path, timeout: float) -> Sample:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        ok = proc.returncode == 0
+        err = proc.stderr
+    except subprocess.TimeoutExpired:
+        return Sample(timeout, 0.0, 0.0, False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    rss = next((int(ln.split()[1]) / 1024 for ln in err.splitlines() if ln.startswith("BENCH_MAXRSS_KB")), 0.0)
+    if not ok:
+        print(f"    failed: {cmd}\n{err[-2000:]}", file=sys.stderr)
+    return Sample(wall, cpu, rss, ok)
+
+
+def make_project(root: Path, shape: Shape) -> Path:
+    (root / "tasks").mkdir(parents=True)
+    (root / "tasks" / "__init__.py").write_text("")
+    (root / "tasks" / "noop.py").write_text(TASKS)
+    (root / "job.yaml").write_text(shape.yaml)
+    (root / "floor.py").write_text(FLOOR)
+    (root / "main.py").write_text(ORIGINAL_MAIN)
+    (root / "rss.py").write_text(RSS_WRAPPER)
+    return root
+
+
+def run_shape(shape: Shape, original_python: Optional[str], repeats: int) -> Result:
+    res = Result(shape)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_project(Path(tmp), shape)
+        py = sys.executable
+        cmds = {
+            "ours": [py, "rss.py", "module", "flowmancer", "-j", "job.yaml", "-qq"],
+            "floor": [py, "rss.py", "path", "floor.py", "job.yaml"],
+        }
+        if original_python and shape.original:
+            cmds["original"] = [original_python, "rss.py", "path", "main.py", "-j", "job.yaml"]
+        for _ in range(repeats):  # paired: each repeat runs every contender once, in turn
+            for who, cmd in cmds.items():
+                timeout = 600 if who != "original" else 300
+                res.runs.setdefault(who, []).append(measure(cmd, root, timeout))
+    return res
+
+
+def startup(original_python: Optional[str]) -> dict[str, float]:
+    """Wall time of doing nothing: `flowmancer --version`, and the floor's imports."""
+    py = sys.executable
+    out = {}
+    for who, cmd in {
+        "ours --version": [py, "-m", "flowmancer", "--version"],
+        "python -c pass": [py, "-c", "pass"],
+    }.items():
+        out[who] = statistics.median(measure(cmd, HERE, 30).wall for _ in range(7))
+    return out
+
+
+def fmt(x: Optional[float], unit: str = "s", digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.{digits}f}{unit}" if unit != "MiB" else f"{x:.0f} MiB"
+
+
+def table(results: list[Result]) -> list[str]:
+    head = (
+        "| shape | tasks | ours wall | floor wall | original wall | ours CPU | ours peak RSS | per-task vs floor "
+        "| vs original |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for r in results:
+        ours, floor, orig = r.median("ours", "wall"), r.median("floor", "wall"), r.median("original", "wall")
+        per_task = None
+        if ours is not None and floor is not None:
+            per_task = ours / floor if floor else None
+        vs_orig = ours / orig if ours and orig else None
+        lines.append(
+            f"| {r.shape.name} | {r.shape.n} | {fmt(ours)} | {fmt(floor)} | {fmt(orig)} | "
+            f"{fmt(r.median('ours', 'cpu'))} | {fmt(r.median('ours', 'rss_mb'), 'MiB')} | "
+            f"{'-' if per_task is None else f'{per_task:.2f}x'} | {'-' if vs_orig is None else f'{vs_orig:.2f}x'} |"
+        )
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, skip the 10,000-task shapes")
+    ap.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
+    ap.add_argument("--original-venv", default=str(HERE / ".venv-original"), help="a venv with flowmancer==0.12.4")
+    ap.add_argument("--only", action="append", default=[], help="run shapes whose name contains this")
+    args = ap.parse_args()
+    orig = Path(args.original_venv) / "bin" / "python"
+    original_python = str(orig) if orig.exists() else None
+    if not original_python:
+        print(f"(no original flowmancer: {orig} missing; see --help to create it)")
+    results = []
+    for shape in SHAPES:
+        if args.quick and shape.big or (args.only and not any(o in shape.name for o in args.only)):
+            continue
+        repeats = max(1, shape.repeats // 2) if args.quick else shape.repeats
+        print(f"- {shape.name} x{repeats} ...", flush=True)
+        results.append(run_shape(shape, original_python, repeats))
+        print("  " + table(results[-1:])[-1], flush=True)
+    start = startup(original_python)
+    lines = table(results)
+    lines.append("")
+    lines.append(
+        f"start-up: `flowmancer --version` {start['ours --version'] * 1000:.0f} ms; "
+        f"`python -c pass` {start['python -c pass'] * 1000:.0f} ms (medians of 7)"
+    )
+    print("\n".join(lines))
+    if args.write:
+        header = [
+            "# Benchmark results",
+            "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}. Date: {dt.date.today().isoformat()}.",
+            "Command: `python benchmarks/run.py --write` (medians of paired runs; see `run.py` for the shapes).",
+            "",
+        ]
+        (HERE / "RESULTS.md").write_text("\n".join(header + lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
