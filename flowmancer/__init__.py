@@ -1,15 +1,47 @@
-"""Flowmancer: run Python tasks in parallel processes, ordered by a YAML job definition."""
+"""Flowmancer: run Python tasks in parallel processes, ordered by a YAML job definition.
+
+Names are imported lazily (PEP 562) so that ``flowmancer --version`` and plugins that only need
+``hookimpl`` do not pay for pydantic and the rest. ``flowmancer.task`` is the module (as in the original
+project): ``from flowmancer.task import Task, task``.
+"""
 
 from __future__ import annotations
 
-from . import hookspec
-from .driver import Flowmancer
-from .events import ExecutionState, LogRecord, Severity, TaskResult
-from .exitcode import ExitCode
-from .hookimpl import hookimpl
-from .task import Task, task
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0.dev0"
+
+_LAZY = {
+    "Flowmancer": "driver",
+    "Task": "task",
+    "ExecutionState": "events",
+    "LogRecord": "events",
+    "Severity": "events",
+    "TaskResult": "events",
+    "ExitCode": "exitcode",
+    "hookimpl": "markers",
+}
+
+if TYPE_CHECKING:
+    from . import hookspec
+    from .driver import Flowmancer
+    from .events import ExecutionState, LogRecord, Severity, TaskResult
+    from .exitcode import ExitCode
+    from .markers import hookimpl
+    from .task import Task
+
+
+def __getattr__(name: str) -> Any:
+    if name == "hookspec":
+        return importlib.import_module(".hookspec", __name__)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowmancer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ExecutionState",
@@ -22,5 +54,4 @@ __all__ = [
     "__version__",
     "hookimpl",
     "hookspec",
-    "task",
 ]

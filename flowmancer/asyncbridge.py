@@ -31,16 +31,23 @@ class AsyncBridge:
     # scheduler thread ---------------------------------------------------------------------------
 
     def call(self, key: str, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` (sync or async) after everything already queued under ``key``."""
-        if self._closed:
-            return
-        self._inbox.append((key, fn, args))
-        if not self._wake_pending:
+        """Run ``fn(*args)`` (sync or async) after everything already queued under ``key``.
+
+        Delivery starts at the next ``flush()`` (the scheduler flushes before it waits for events), so a
+        burst of calls costs one wake-up of the loop thread, not one each.
+        """
+        if not self._closed:
+            self._inbox.append((key, fn, args))
+
+    def flush(self) -> None:
+        """Wake the loop thread for what ``call`` queued."""
+        if self._inbox and not self._wake_pending and not self._closed:
             self._wake_pending = True
             self.loop.call_soon_threadsafe(self._pump)
 
     def run_now(self, fn: Callable[..., Any], *args: Any, timeout: Optional[float] = None) -> Any:
         """Run ``fn(*args)`` on the loop and wait for its result (for reads that must happen first)."""
+        self.flush()
 
         async def call() -> Any:
             r = fn(*args)
@@ -53,7 +60,7 @@ class AsyncBridge:
         if self._closed:
             return
         self._closed = True
-        try:
+        try:  # _drain pumps the inbox itself
             asyncio.run_coroutine_threadsafe(self._drain(), self.loop).result(timeout)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)

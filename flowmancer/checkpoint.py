@@ -18,8 +18,8 @@ from .checkpointer.codec import Unrestorable
 from .checkpointer.file import FileCheckpointer
 from .config import Config
 from .events import ExecutionState, TaskResult
-from .hookimpl import hookimpl
 from .job import Job, TaskRun
+from .markers import hookimpl
 
 STASH_KEY = "flowmancer.checkpoint"
 S = ExecutionState
@@ -168,6 +168,8 @@ def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionSta
     if st is None:
         return
     if st.journal and isinstance(st.cp, FileCheckpointer):
+        if to_state is S.PENDING:  # -r treats PENDING like INIT: not worth a write
+            return
         st.cp.record_state(task.name, to_state.value)
         if st.cp.needs_compaction():
             _open_journal(job, st)

@@ -25,11 +25,11 @@ from .eventbus.execution import ExecutionStateTransition
 from .eventbus.log import LogEndEvent, LogStartEvent, LogWriteEvent
 from .events import ExecutionState, LogRecord, TaskResult
 from .extensions.extension import Extension
-from .hookimpl import hookimpl
 from .job import Job, TaskRun
 from .jobdef import LoadedJobDef, problems_from_validation
 from .loggers.file import FileLogger  # noqa: F401 - registers the built-in class
 from .loggers.logger import Logger
+from .markers import hookimpl
 from .registry import Registry, class_file
 
 STASH_KEY = "flowmancer.components"
@@ -180,6 +180,13 @@ def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionSta
         comps.early.append((task.name, from_state, to_state))
     else:
         _send_transition(comps, task.name, from_state, to_state)
+
+
+@hookimpl
+def flowmancer_runjob_idle(job: Job) -> None:
+    bridge = get(job.config).bridge
+    if bridge is not None:
+        bridge.flush()
 
 
 @hookimpl

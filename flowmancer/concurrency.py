@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
-from .hookimpl import hookimpl
 from .job import Job, TaskRun
+from .markers import hookimpl
 
 
 @hookimpl

@@ -8,10 +8,10 @@ from __future__ import annotations
 from .components import get
 from .config import Config
 from .errors import Problem
-from .hookimpl import hookimpl
 from .job import Job
 from .jobdef import LoadedJobDef
 from .loggers.file import FileLogger
+from .markers import hookimpl
 
 
 @hookimpl(trylast=True)

@@ -7,7 +7,7 @@ import sys
 from typing import Optional
 
 from .config import Config
-from .hookimpl import hookimpl
+from .markers import hookimpl
 
 
 @hookimpl

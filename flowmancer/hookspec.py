@@ -114,6 +114,15 @@ def flowmancer_runjob(job: Job) -> Optional[bool]:
 
 
 @hookspec
+def flowmancer_runjob_idle(job: Job) -> None:
+    """The scheduler handled a batch of events and is about to wait for more: hand off batched work.
+
+    Called once per wake-up, not per event: the place to flush buffers (the ``components`` plugin wakes
+    its background event loop here). Keep it cheap.
+    """
+
+
+@hookspec
 def flowmancer_job_finish(job: Job, exitcode: int) -> None:
     """Every task reached a final state (or the run was interrupted). ``job.results`` has the outcome."""
 

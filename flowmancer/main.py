@@ -9,9 +9,9 @@ from .collect import collect_directories, collect_packages
 from .config import Config
 from .errors import UsageError
 from .exitcode import ExitCode
-from .hookimpl import hookimpl
 from .job import Job, build_job
 from .jobdef import ConfigSchema, load_jobdef
+from .markers import hookimpl
 from .registry import Registry
 
 

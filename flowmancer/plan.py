@@ -13,8 +13,8 @@ from typing import Optional
 
 from .config import Config
 from .events import ExecutionState
-from .hookimpl import hookimpl
 from .job import Job, TaskRun
+from .markers import hookimpl
 
 S = ExecutionState
 # fill colours for --graph by state (a restored checkpoint state when -r is given)

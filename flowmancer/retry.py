@@ -12,8 +12,8 @@ import random
 from typing import Optional
 
 from .events import TaskResult
-from .hookimpl import hookimpl
 from .job import Job, TaskRun
+from .markers import hookimpl
 
 
 def retry_delay(attempt: int, backoff: float, factor: float, cap: Optional[float], jitter: float) -> float:

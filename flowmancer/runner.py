@@ -17,8 +17,8 @@ from multiprocessing.connection import wait
 from typing import Any, Optional
 
 from .events import ExecutionState, LogRecord, Severity, TaskResult
-from .hookimpl import hookimpl
 from .job import Job, TaskRun
+from .markers import hookimpl
 from .spawn import describe_exit
 
 S = ExecutionState
@@ -338,6 +338,7 @@ class Scheduler:
                         raise RuntimeError("a flowmancer_task_can_start hook refuses every task while none runs")
                     break
                 timeout = None if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
+                self.hook.flowmancer_runjob_idle(job=job)
                 ready = set(wait([*self.by_waitable, sigs.r], timeout))
                 if sigs.r in ready:
                     sigs.drain()

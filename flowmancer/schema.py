@@ -16,8 +16,8 @@ from pydantic import Field, create_model
 from .collect import collect_directories, collect_packages
 from .config import Config
 from .errors import JobDefinitionError
-from .hookimpl import hookimpl
 from .jobdef import ConfigSchema, JobDefinition, TaskDef, load_jobdef
+from .markers import hookimpl
 from .registry import Registry
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -11,8 +11,8 @@ import difflib
 from .config import Config
 from .errors import UsageError
 from .events import ExecutionState, TaskResult
-from .hookimpl import hookimpl
 from .job import Job
+from .markers import hookimpl
 
 
 @hookimpl

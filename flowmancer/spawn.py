@@ -15,7 +15,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
-from .hookimpl import hookimpl
+from .markers import hookimpl
 from .worker import child_main
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def describe_exit(code: Optional[int]) -> str:
 
 
 class ProcessHandle:
-    def __init__(self, job: Job, task: TaskRun, open_conns: list[Any]) -> None:
+    def __init__(self, job: Job, task: TaskRun) -> None:
         method = start_method()
         ctx: Any = multiprocessing.get_context(method)
         self.conn, child_conn = ctx.Pipe(duplex=False)
@@ -80,7 +80,6 @@ class ProcessHandle:
                 task.info(job.name),
                 snapshot,
                 workdir,
-                open_conns if method == "fork" else (),
                 task.settings.memory_limit_mb,
             ),
             name=f"flowmancer:{task.name}",
@@ -192,5 +191,4 @@ class ProcessHandle:
 
 @hookimpl(trylast=True)
 def flowmancer_task_spawn(job: Job, task: TaskRun) -> ProcessHandle:
-    open_conns = [t.handle.conn for t in job.running.values() if isinstance(t.handle, ProcessHandle)]
-    return ProcessHandle(job, task, open_conns)
+    return ProcessHandle(job, task)

@@ -14,8 +14,8 @@ from typing import IO, Optional
 
 from .config import Config
 from .events import ExecutionState, LogRecord, TaskResult
-from .hookimpl import hookimpl
 from .job import Job, TaskRun
+from .markers import hookimpl
 
 S = ExecutionState
 TAIL_LINES = 15

@@ -23,8 +23,8 @@ import yaml
 from .cli import run as cli_run
 from .config import Config
 from .events import ExecutionState
-from .hookimpl import hookimpl
 from .job import Job
+from .markers import hookimpl
 
 _SUMMARY = re.compile(r"(\d+) (completed|failed|defaulted|aborted|skipped|not run)")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .hookimpl import hookimpl
 from .job import Job, TaskRun
+from .markers import hookimpl
 
 
 @hookimpl(trylast=True)

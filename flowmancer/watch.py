@@ -22,7 +22,7 @@ from typing import Any, Optional
 from .config import Config
 from .errors import FlowmancerError
 from .exitcode import ExitCode
-from .hookimpl import hookimpl
+from .markers import hookimpl
 
 DEBOUNCE_MS = 100
 

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from .events import Severity
 from .task import Task, TaskInfo, TaskLogger
@@ -226,7 +226,6 @@ def child_main(
     info: TaskInfo,
     snapshot: dict[str, Any],
     workdir: Optional[str],
-    closefds: Iterable[Any] = (),
     memory_limit_mb: Optional[int] = None,
 ) -> None:
     """Entry point of a task process (target of ``multiprocessing.Process``)."""
@@ -234,11 +233,6 @@ def child_main(
         os.setpgid(0, 0)  # its own process group: an abort stops what the task started, too
     except OSError:
         pass
-    for c in closefds:  # the parent's ends of other tasks' pipes: not ours to hold open
-        try:
-            c.close()
-        except Exception:  # noqa: BLE001
-            pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
     signal.signal(signal.SIGTERM, _raise_aborted)
     if raw_fd is not None:  # output written below Python (C code, subprocesses) reaches the parent too

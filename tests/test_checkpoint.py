@@ -157,7 +157,7 @@ def test_journal_is_appended_not_rewritten(project):
     assert project.run("-qq").ret == 1
     lines = checkpoint_file(project, "big").read_text().splitlines()
     assert sum('"snapshot"' in ln for ln in lines) == 1
-    assert len(lines) == 2 + 301 * 3  # header, snapshot, then PENDING/RUNNING/final per task
+    assert len(lines) == 2 + 301 * 2  # header, snapshot, then RUNNING and the final state per task
     assert json.loads(lines[-1]) == {"t": "last", "s": "FAILED"}
 
 
@@ -182,6 +182,7 @@ def test_kill_9_at_random_instants_then_restart(project):
     project.make_jobdef("config: {name: crashy, max_concurrency: 4}\ntasks:\n" + body)
     cp = checkpoint_file(project, "crashy")
     rng = random.Random(1234)
+    from flowmancer.checkpointer import NoCheckpointAvailableError
     from flowmancer.checkpointer.file import FileCheckpointer
 
     reader = FileCheckpointer()
@@ -204,7 +205,16 @@ def test_kill_9_at_random_instants_then_restart(project):
             finished = True
             break
         assert proc.returncode == -signal.SIGKILL
-        contents = reader.read_checkpoint("crashy")  # always readable
+        try:
+            contents = reader.read_checkpoint("crashy")  # readable whenever it exists
+        except NoCheckpointAvailableError:
+            if not ran:  # killed while still loading, before any task started: nothing to lose
+                assert not completed
+                continue
+            # Killed after a successful run had cleared its checkpoint, just before exiting.
+            assert completed | set(ran) == {f"t{i}" for i in range(n)}, "tasks ran but no checkpoint was left"
+            finished = True
+            break
         completed = set(contents.states.get("COMPLETED", set()))
     assert finished, "the job never completed"
     assert not cp.exists()

@@ -159,7 +159,7 @@ def test_replace_spawn_runjob_load_and_cmdline_main(recorder_project, timeline):
             from flowmancer.spawn import ProcessHandle
 
             spawned.append(task.name)
-            return ProcessHandle(job, task, [])
+            return ProcessHandle(job, task)
 
     assert recorder_project.run(plugins=(CountingSpawn(),)).ret == 0
     assert spawned == ["a"] and timeline.names() == ["a"]
@@ -254,3 +254,12 @@ def test_task_timeout_hook_overrides_the_setting(recorder_project):
     assert result.ret == 1
     assert result.job.tasks["slow"].result.error == "timed out after 0.3 s"
     assert result.duration < 4
+
+
+def test_runjob_idle_is_called_once_per_wake_up(recorder_project):
+    tasks = "".join(f"  t{i}: {{task: Record}}\n" for i in range(20))
+    recorder_project.make_jobdef("tasks:\n" + tasks)
+    result = recorder_project.run()
+    idle = len(result.recorder.getcalls("flowmancer_runjob_idle"))
+    events = len(result.recorder.getcalls("flowmancer_task_transition"))
+    assert 1 <= idle < events  # batched: fewer calls than events
