@@ -244,21 +244,28 @@ def fmt(x: Optional[float], unit: str = "s", digits: int = 3) -> str:
 
 
 def table(results: list[Result]) -> list[str]:
+    """Per-task overhead is (wall - start-up) / tasks, start-up being the 1-task shape's wall (for both)."""
+    base = next((r for r in results if r.shape.n == 1), None)
+    ours0 = base.median("ours", "wall") if base else None
+    floor0 = base.median("floor", "wall") if base else None
     head = (
-        "| shape | tasks | ours wall | floor wall | original wall | ours CPU | ours peak RSS | per-task vs floor "
-        "| vs original |"
+        "| shape | tasks | ours wall | floor wall | original wall | ours CPU | ours peak RSS | ours per task "
+        "| floor per task | per task vs floor | vs original |"
     )
-    lines = [head, "|" + "---|" * 9]
+    lines = [head, "|" + "---|" * 11]
     for r in results:
         ours, floor, orig = r.median("ours", "wall"), r.median("floor", "wall"), r.median("original", "wall")
-        per_task = None
-        if ours is not None and floor is not None:
-            per_task = ours / floor if floor else None
-        vs_orig = ours / orig if ours and orig else None
+        pt_ours = pt_floor = None
+        if r.shape.n > 1 and None not in (ours, floor, ours0, floor0):
+            pt_ours = (ours - ours0) / r.shape.n  # type: ignore[operator]
+            pt_floor = (floor - floor0) / r.shape.n  # type: ignore[operator]
+        ratio = f"{pt_ours / pt_floor:.2f}x" if pt_ours and pt_floor and r.shape.ideal is None else "-"
+        vs_orig = f"{ours / orig:.2f}x" if ours and orig else "-"
         lines.append(
             f"| {r.shape.name} | {r.shape.n} | {fmt(ours)} | {fmt(floor)} | {fmt(orig)} | "
             f"{fmt(r.median('ours', 'cpu'))} | {fmt(r.median('ours', 'rss_mb'), 'MiB')} | "
-            f"{'-' if per_task is None else f'{per_task:.2f}x'} | {'-' if vs_orig is None else f'{vs_orig:.2f}x'} |"
+            f"{'-' if pt_ours is None else f'{pt_ours * 1000:.2f} ms'} | "
+            f"{'-' if pt_floor is None else f'{pt_floor * 1000:.2f} ms'} | {ratio} | {vs_orig} |"
         )
     return lines
 

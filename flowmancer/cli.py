@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import Config, find_rootdir
+from .config import Config, find_rootdir, read_settings
 from .errors import FlowmancerError, UsageError
 from .exitcode import ExitCode
 from .pluginmanager import FlowmancerPluginManager, preparse_plugin_args
@@ -47,6 +48,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "-r",
         "--restart",
+        "--lf",
         action="store_true",
         help="resume from the last failure of this job (its checkpoint); a normal run if there is none",
     )
@@ -93,24 +95,14 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _setup(
-    argv: Sequence[str],
-    prog: str,
-    default_root: Optional[Path],
-    default_jobdef: Optional[str],
-    extra_vars: Optional[dict[str, str]],
-    plugins: Sequence[object] = (),
-) -> Config:
-    pm = FlowmancerPluginManager()
-    to_load = pm.consider_preparse([*preparse_plugin_args(argv), *pm.load_env_plugins()])
-    pm.load_builtins()
-    for i, plugin in enumerate(plugins):
-        pm.register(plugin, f"<passed plugin {i}>")
-        pm.origins[f"<passed plugin {i}>"] = "passed to run()"
-    parser = build_parser(prog)
-    pm.hook.flowmancer_addoption.call_historic(kwargs={"parser": parser})
-    # Parse once leniently to learn the root, so `-p module` can be imported from it.
-    early, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help", "--version")])
+def _locate(
+    argv: Sequence[str], default_root: Optional[Path], default_jobdef: Optional[str]
+) -> tuple[Optional[Path], Path]:
+    """The job file and the app root, from ``-j`` and ``--root`` alone (before plugins are loaded)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("-j", "--jobdef")
+    pre.add_argument("--root")
+    early, _ = pre.parse_known_args(list(argv))
     cwd = Path.cwd()
     jobdef = early.jobdef or default_jobdef
     jobdef_path: Optional[Path] = None
@@ -125,9 +117,32 @@ def _setup(
         rootdir = find_rootdir(jobdef_path)
     else:
         rootdir = cwd
+    return jobdef_path, rootdir
+
+
+def _setup(
+    argv: Sequence[str],
+    prog: str,
+    default_root: Optional[Path],
+    default_jobdef: Optional[str],
+    extra_vars: Optional[dict[str, str]],
+    plugins: Sequence[object] = (),
+) -> Config:
+    env_addopts = shlex.split(os.environ.get("FLOWMANCER_ADDOPTS", ""))
+    jobdef_path, rootdir = _locate([*env_addopts, *argv], default_root, default_jobdef)
+    settings = read_settings(rootdir)
+    argv = [*settings.addopts, *env_addopts, *argv]  # later wins: CLI > FLOWMANCER_ADDOPTS > pyproject
+    pm = FlowmancerPluginManager()
+    to_load = pm.consider_preparse([*settings.plugins, *pm.load_env_plugins(), *preparse_plugin_args(argv)])
+    pm.load_builtins()
+    for i, plugin in enumerate(plugins):
+        pm.register(plugin, f"<passed plugin {i}>")
+        pm.origins[f"<passed plugin {i}>"] = "passed to run()"
+    parser = build_parser(prog)
+    pm.hook.flowmancer_addoption.call_historic(kwargs={"parser": parser})
     if str(rootdir) not in sys.path:
         sys.path.insert(0, str(rootdir))
-    if not (early.disable_plugin_autoload or os.environ.get("FLOWMANCER_DISABLE_PLUGIN_AUTOLOAD")):
+    if not ("--disable-plugin-autoload" in argv or os.environ.get("FLOWMANCER_DISABLE_PLUGIN_AUTOLOAD")):
         pm.load_entry_points()
     for name in to_load:
         pm.import_plugin(name)
@@ -135,8 +150,10 @@ def _setup(
     pm.validate()
     option = parser.parse_args(list(argv))
     variables = {**(extra_vars or {}), **parse_vars(option.var)}
-    config = Config(pm, option, rootdir, jobdef_path, variables, cwd)
+    config = Config(pm, option, rootdir, jobdef_path, variables, Path.cwd())
     config.stash["argv"] = list(argv)
+    config.settings = settings
+    settings.env_addopts = env_addopts
     return config
 
 

@@ -3,13 +3,68 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     from .job import Job
     from .pluginmanager import FlowmancerPluginManager
+
+
+@dataclass
+class Settings:
+    """``[tool.flowmancer]`` of the app root's ``pyproject.toml`` (and ``FLOWMANCER_ADDOPTS``)."""
+
+    path: Optional[Path] = None
+    addopts: list[str] = field(default_factory=list)  #: command-line options put before the user's
+    plugins: list[str] = field(default_factory=list)  #: like ``-p`` for each
+    config: dict[str, Any] = field(default_factory=dict)  #: defaults for every job's ``config:``
+    env_addopts: list[str] = field(default_factory=list)
+
+    def describe(self) -> list[str]:
+        where = str(self.path) if self.path else "no pyproject.toml with [tool.flowmancer]"
+        out = [f"settings: {where}"]
+        if self.addopts:
+            out.append(f"  addopts (pyproject): {' '.join(self.addopts)}")
+        if self.plugins:
+            out.append(f"  plugins (pyproject): {', '.join(self.plugins)}")
+        for k, v in self.config.items():
+            out.append(f"  config default (pyproject): {k} = {v!r} (a job's YAML overrides it)")
+        if self.env_addopts:
+            out.append(f"  addopts (FLOWMANCER_ADDOPTS): {' '.join(self.env_addopts)}")
+        return out
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        try:
+            data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+            return data
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            from .errors import UsageError
+
+            raise UsageError(f"{path}: cannot read it as TOML: {exc}") from None
+    return {}
+
+
+def read_settings(rootdir: Path) -> Settings:
+    path = rootdir / "pyproject.toml"
+    if not (path.is_file() and _pyproject_has_section(path)):
+        return Settings()
+    table = dict(_load_toml(path).get("tool", {}).get("flowmancer", {}))
+    addopts = table.pop("addopts", [])
+    plugins = table.pop("plugins", [])
+    return Settings(
+        path=path,
+        addopts=shlex.split(addopts) if isinstance(addopts, str) else [str(a) for a in addopts],
+        plugins=[plugins] if isinstance(plugins, str) else [str(p) for p in plugins],
+        config=table,
+    )
 
 
 def _pyproject_has_section(path: Path) -> bool:
@@ -63,6 +118,7 @@ class Config:
         self.invocation_dir = invocation_dir
         self.stash: dict[str, Any] = {}
         self.job: Optional[Job] = None
+        self.settings = Settings()
 
     @property
     def hook(self) -> Any:

@@ -36,6 +36,7 @@ def flowmancer_configure(config: Config) -> None:
         config.pluginmanager.trace.root.setwriter(sys.stderr.write)
         config.pluginmanager.enable_tracing()
     if config.getoption("trace_config"):
+        print("\n".join(config.settings.describe()))
         print("plugins:\n" + "\n".join("  " + ln for ln in plugin_lines(config)))
 
 

@@ -11,7 +11,7 @@ module (a built-in, a ``-p`` module, an entry point of the ``flowmancer`` group 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pluggy import HookspecMarker
 
@@ -111,6 +111,12 @@ def flowmancer_runjob(job: Job) -> Optional[bool]:
 
     The built-in is the event-driven scheduler in ``flowmancer.runner``.
     """
+
+
+@hookspec
+def flowmancer_terminal_summary(job: Job, write: Callable[[str], None]) -> None:
+    """The terminal reporter is about to print the final summary line: add sections with ``write(line)``
+    (``--durations`` lists the slowest tasks here). Not called with ``-p no:terminal``."""
 
 
 @hookspec

@@ -55,6 +55,11 @@ class TaskRun:
         return self.definition.dependencies
 
     @property
+    def tags(self) -> list[str]:
+        """The task's tags: its class's ``default_tags`` and the YAML ``tags:``."""
+        return sorted({*getattr(self.cls, "default_tags", ()), *self.definition.tags})
+
+    @property
     def max_attempts(self) -> int:
         return self.settings.max_attempts
 
@@ -92,6 +97,9 @@ class Job:
         self.interrupted: Optional[int] = None  # the signal number that stopped the run
         self.stash: dict[str, Any] = {}
         self.running: dict[str, TaskRun] = {}  # maintained by the scheduler
+        self.stopping = False  # start nothing new (e.g. -x after a failure)
+        self.abort_requested = False  # also stop the running tasks
+        self.stop_reason = ""
 
     @property
     def hook(self) -> Any:
@@ -102,6 +110,13 @@ class Job:
 
     def __len__(self) -> int:
         return len(self.tasks)
+
+    def stop(self, abort: bool = False, reason: str = "") -> None:
+        """Start no new task (tasks waiting for a retry will not retry); with ``abort``, stop running ones
+        too (they get ``on_abort``). The scheduler acts on it at its next wake-up."""
+        self.stopping = True
+        self.abort_requested = self.abort_requested or abort
+        self.stop_reason = self.stop_reason or reason
 
     def set_state(self, task: TaskRun, state: ExecutionState) -> None:
         old = task.state

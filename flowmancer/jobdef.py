@@ -78,6 +78,7 @@ class TaskDef(_Strict):
     task: str
     dependencies: List[str] = Field(default_factory=list)
     parameters: Dict[str, Any] = Field(default_factory=dict)
+    tags: List[str] = Field(default_factory=list, description="labels for -m selection")
     # Unset (None) means "as in config.task_defaults".
     max_attempts: Optional[int] = Field(None, ge=1)
     backoff: Optional[float] = Field(None, ge=0)
@@ -90,7 +91,7 @@ class TaskDef(_Strict):
     trigger: Optional[Trigger] = None
     memory_limit_mb: Optional[int] = Field(None, gt=0)
 
-    @field_validator("dependencies", "parameters", mode="before")
+    @field_validator("dependencies", "parameters", "tags", mode="before")
     @classmethod
     def _none_is_empty(cls, v: Any, info: Any) -> Any:
         if v is None:
@@ -592,6 +593,8 @@ def load_jobdef(
     variables: Optional[Mapping[str, str]] = None,
     environ: Optional[Mapping[str, str]] = None,
     schema: Optional[ConfigSchema] = None,
+    config_defaults: Optional[Mapping[str, Any]] = None,
+    defaults_file: Optional[Path] = None,
 ) -> LoadedJobDef:
     """Read, merge, substitute and validate a job definition.
 
@@ -612,6 +615,23 @@ def load_jobdef(
     names = [k if isinstance(k, str) else str(k) for k in tasks_raw] if isinstance(tasks_raw, dict) else []
 
     root = (schema or ConfigSchema()).job_model()
+    if config_defaults:  # [tool.flowmancer] keys: defaults below what the job's YAML says
+        cfg_model: Any = root.model_fields["config"].annotation
+        for key in config_defaults:
+            if key not in cfg_model.model_fields:
+                close = difflib.get_close_matches(key, list(cfg_model.model_fields), n=1)
+                problems.append(
+                    Problem(
+                        f"unknown setting '{key}' in [tool.flowmancer]",
+                        Location(str(defaults_file), 1),
+                        hint=f"did you mean '{close[0]}'?"
+                        if close
+                        else "settings there are config: keys, addopts and plugins",
+                    )
+                )
+        known = {k: v for k, v in config_defaults.items() if k in cfg_model.model_fields}
+        own = data.get("config")
+        data = {**data, "config": {**known, **own} if isinstance(own, dict) else (own if own is not None else known)}
     try:
         model = root.model_validate(data)
     except ValidationError as exc:

@@ -21,7 +21,14 @@ def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
         raise UsageError("no job definition given: pass -j/--jobdef PATH")
     schema = ConfigSchema()
     config.hook.flowmancer_addconfig(schema=schema)
-    loaded = load_jobdef(config.jobdef_path, config.rootdir, config.variables, schema=schema)
+    loaded = load_jobdef(
+        config.jobdef_path,
+        config.rootdir,
+        config.variables,
+        schema=schema,
+        config_defaults=config.settings.config,
+        defaults_file=config.settings.path,
+    )
     cfg = loaded.model.config
     problems = list(loaded.problems)
     problems += collect_directories(config.rootdir, cfg.extension_directories)

@@ -78,10 +78,12 @@ def dry_run(job: Job) -> list[str]:
 def listing(job: Job) -> list[str]:
     width = max(len(t.name) for t in job)
     cwidth = max(len(t.class_name) for t in job)
+    dwidth = max(len(", ".join(t.dependencies) or "-") for t in job)
     lines = []
     for t in job:
         deps = ", ".join(t.dependencies) or "-"
-        lines.append(f"{t.name:<{width}}  {t.class_name:<{cwidth}}  {deps}")
+        tags = " ".join(f"#{tag}" for tag in t.tags)
+        lines.append(f"{t.name:<{width}}  {t.class_name:<{cwidth}}  {deps:<{dwidth}}  {tags}".rstrip())
     return lines
 
 

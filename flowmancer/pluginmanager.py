@@ -31,6 +31,8 @@ BUILTINS = (
     "concurrency",
     "retry",
     "timeout",
+    "failfast",
+    "durations",
     "components",
     "filelogger",
     "checkpoint",

@@ -94,6 +94,7 @@ class Scheduler:
         self.finished_events: dict[str, dict[str, Any]] = {}
         self.open = 0  # tasks not yet in a final state
         self.aborting = False
+        self._stop_done = False
         self._seq = itertools.count()
         #: seconds a task stopped by an abort or a timeout has to run on_abort before it is killed
         self.grace = job.jobdef.model.config.abort_grace_seconds
@@ -155,7 +156,7 @@ class Scheduler:
     # -- starting --------------------------------------------------------------------------------
 
     def _start_ready(self) -> None:
-        while self.ready and not self.aborting:
+        while self.ready and not self.aborting and not self.job.stopping:
             _, name = self.ready[0]
             task = self.job.tasks[name]
             answers = self.hook.flowmancer_task_can_start(job=self.job, task=task)
@@ -229,11 +230,12 @@ class Scheduler:
             result.error = describe_exit(exitcode) if not self.aborting else f"aborted ({describe_exit(exitcode)})"
         elif fin["aborted"] or (self.aborting and not fin["ok"]):
             result.state = S.ABORTED
-            result.error = (
-                f"aborted by {_signame(self.job.interrupted)}"
-                if self.job.interrupted
-                else "aborted: the task process received SIGTERM"
-            )
+            if self.job.interrupted:
+                result.error = f"aborted by {_signame(self.job.interrupted)}"
+            elif self.aborting:
+                result.error = f"aborted ({self.job.stop_reason or 'stop requested'})"
+            else:
+                result.error = "aborted: the task process received SIGTERM"
         elif not fin["ok"]:
             result.state = S.FAILED
             result.error, result.traceback = fin["error"], fin["traceback"]
@@ -283,13 +285,15 @@ class Scheduler:
     # -- abort -----------------------------------------------------------------------------------
 
     def _abort(self, signum: int) -> None:
+        """Stop the running tasks. ``signum`` 0: asked for by a plugin (``job.stop(abort=True)``)."""
         if self.aborting:  # second signal: no more patience
             for t in self.job.running.values():
                 if t.handle is not None:
                     t.handle.kill()
             return
         self.aborting = True
-        self.job.interrupted = signum
+        if signum:
+            self.job.interrupted = signum
         for t in list(self.job.running.values()):
             if t.handle is not None:
                 t.handle.terminate()
@@ -302,6 +306,21 @@ class Scheduler:
             self.job.set_state(t, S.ABORTED)
             self.open -= 1
         self.ready.clear()
+
+    def _honour_stop(self) -> None:
+        """``job.stop()`` was asked for: tasks waiting for a retry give up (FAILED), nothing else starts."""
+        if not self.job.stopping or self._stop_done:
+            return
+        self._stop_done = True
+        for *_, name, _attempt in [e for e in self.timers if e[2] == "retry"]:
+            t = self.job.tasks[name]
+            self.job.set_state(t, S.FAILED)
+            self.open -= 1
+        self.timers = [e for e in self.timers if e[2] != "retry"]
+        heapq.heapify(self.timers)
+        self.ready.clear()
+        if self.job.abort_requested and not self.aborting:
+            self._abort(0)
 
     def _take_signals(self, sigs: _SignalWatch) -> None:
         while sigs.signals:
@@ -333,8 +352,9 @@ class Scheduler:
                 if self.aborting and not job.running:
                     break
                 self._start_ready()
+                self._honour_stop()
                 if not job.running and not self.timers:
-                    if self.ready:
+                    if self.ready and not job.stopping:
                         raise RuntimeError("a flowmancer_task_can_start hook refuses every task while none runs")
                     break
                 timeout = None if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())

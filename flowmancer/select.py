@@ -1,4 +1,4 @@
-"""Built-in plugin ``select``: ``--skip``, ``--only``, ``--run-from`` and ``--run-to``.
+"""Built-in plugin ``select``: ``--skip``, ``--only``, ``--run-from``, ``--run-to``, ``-k`` and ``-m``.
 
 Deselected tasks become SKIPPED: they do not run and count as satisfied for their dependents.
 """
@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import argparse
 import difflib
+from typing import Callable
 
 from .config import Config
 from .errors import UsageError
 from .events import ExecutionState, TaskResult
-from .job import Job
+from .expression import Expression
+from .job import Job, TaskRun
 from .markers import hookimpl
+
+DESELECTED = "select.deselected"
 
 
 @hookimpl
@@ -28,6 +32,15 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--run-from", metavar="NAME", help="run NAME and everything downstream of it")
     g.add_argument("--run-to", metavar="NAME", help="run NAME and everything upstream of it")
+    g.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        help="run tasks whose name or class matches EXPR: substrings with and/or/not, e.g. -k 'load and not slow'",
+    )
+    g.add_argument(
+        "-m", dest="markexpr", metavar="EXPR", help="run tasks whose tags match EXPR, e.g. -m 'nightly and not io'"
+    )
 
 
 def _check(job: Job, name: str, flag: str) -> None:
@@ -35,6 +48,11 @@ def _check(job: Job, name: str, flag: str) -> None:
         close = difflib.get_close_matches(name, list(job.tasks), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else f" (tasks: {', '.join(job.tasks)})"
         raise UsageError(f"{flag} {name}: no task of that name in the job{hint}")
+
+
+def _kw_match(word: str, task: TaskRun) -> bool:
+    w = word.lower()
+    return w in task.name.lower() or w in task.class_name.lower()
 
 
 def _closure(job: Job, start: str, downstream: bool) -> set[str]:
@@ -56,9 +74,17 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
     only = list(getattr(opt, "only", None) or [])
     run_from = getattr(opt, "run_from", None)
     run_to = getattr(opt, "run_to", None)
-    if not (skip or only or run_from or run_to):
+    keyword = getattr(opt, "keyword", None)
+    markexpr = getattr(opt, "markexpr", None)
+    if not (skip or only or run_from or run_to or keyword or markexpr):
         return
     keep = set(job.tasks)
+    if keyword:
+        kexpr = Expression(keyword, "-k")
+        keep = {t.name for t in job if kexpr.evaluate(lambda w, t=t: _kw_match(w, t))}  # type: ignore[misc]
+    if markexpr:
+        mexpr = Expression(markexpr, "-m")
+        keep &= {t.name for t in job if mexpr.evaluate(lambda w, t=t: w in t.tags)}  # type: ignore[misc]
     for name in skip:
         _check(job, name, "--skip")
     for name in only:
@@ -76,3 +102,12 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
         if t.name not in keep and not t.state.is_final:
             job.set_state(t, ExecutionState.SKIPPED)
             t.result = TaskResult(name=t.name, state=ExecutionState.SKIPPED, error="deselected")
+            job.stash.setdefault(DESELECTED, []).append(t.name)
+
+
+@hookimpl
+def flowmancer_terminal_summary(job: Job, write: Callable[[str], None]) -> None:
+    names = job.stash.get(DESELECTED)
+    if names:
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        write(f"{len(names)} deselected: {shown}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -71,6 +71,9 @@ class Task(ABC, BaseModel):
     _fm_shared_dict: Optional[dict[str, Any]] = PrivateAttr(default=None)
     _fm_logger: Optional[TaskLogger] = PrivateAttr(default=None)
     _fm_info: Optional[TaskInfo] = PrivateAttr(default=None)
+
+    #: tags every task of this class has (for ``-m``); the YAML ``tags:`` of a task add to them
+    default_tags: ClassVar[tuple[str, ...]] = ()
 
     @property
     def shared_dict(self) -> dict[str, Any]:
