@@ -71,9 +71,16 @@ def test_expression_precedence(expr, names, expected):
     assert Expression(expr).evaluate(lambda w: w in names) is expected
 
 
-@pytest.mark.parametrize(("expr", "message"), [("a and", "unexpected end"), ("(a or b", "missing ')'"),
-                                                ("a b", "unexpected 'b'"), ("", "empty expression"),
-                                                ("and a", "expected a name")])
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("a and", "unexpected end"),
+        ("(a or b", "missing ')'"),
+        ("a b", "unexpected 'b'"),
+        ("", "empty expression"),
+        ("and a", "expected a name"),
+    ],
+)
 def test_expression_errors(expr, message):
     with pytest.raises(UsageError, match=re.escape(message)):
         Expression(expr)

@@ -50,7 +50,7 @@ def test_hook_call_order_for_a_run(two_tasks):
     assert order[:2] == ["flowmancer_cmdline_main", "flowmancer_load_jobdef"]
     assert order.index("flowmancer_collection_modifytasks") < order.index("flowmancer_report_header")
     assert order.index("flowmancer_job_start") < order.index("flowmancer_runjob")
-    assert order[-2:] == ["flowmancer_job_finish", "flowmancer_unconfigure"]
+    assert order[-3:] == ["flowmancer_job_finish", "flowmancer_terminal_summary", "flowmancer_unconfigure"]
     spawns = result.recorder.getcalls("flowmancer_task_spawn")
     assert [c.task.name for c in spawns] == ["a", "b", "b"]
     starts = result.recorder.getcalls("flowmancer_task_start")
@@ -263,3 +263,15 @@ def test_runjob_idle_is_called_once_per_wake_up(recorder_project):
     idle = len(result.recorder.getcalls("flowmancer_runjob_idle"))
     events = len(result.recorder.getcalls("flowmancer_task_transition"))
     assert 1 <= idle < events  # batched: fewer calls than events
+
+
+def test_terminal_summary_sections_come_before_the_last_line(recorder_project):
+    recorder_project.make_jobdef("tasks:\n  a: {task: Record}\n")
+
+    class Section:
+        @hookimpl
+        def flowmancer_terminal_summary(self, job, write):
+            write(f"custom section: {len(job)} task(s)")
+
+    out = recorder_project.run(plugins=(Section(),)).outlines
+    assert out[-2] == "custom section: 1 task(s)" and out[-1].startswith("=== 1 completed")
