@@ -158,7 +158,7 @@ def test_journal_is_appended_not_rewritten(project):
     lines = checkpoint_file(project, "big").read_text().splitlines()
     assert sum('"snapshot"' in ln for ln in lines) == 1
     assert len(lines) == 2 + 301 * 2  # header, snapshot, then RUNNING and the final state per task
-    assert json.loads(lines[-1]) == {"t": "last", "s": "FAILED"}
+    assert {"t": "last", "s": "FAILED"} in [json.loads(ln) for ln in lines[2:]]
 
 
 def test_torn_last_line_is_ignored(project):
