@@ -198,3 +198,40 @@ def test_unreachable_scheduler_is_a_clear_error(project):
     )
     assert result.ret == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in result.stderr and "Traceback" not in result.stderr
+
+
+ABORTABLE = """
+import time
+from flowmancer.task import Task, task
+
+@task
+class Long(Task):
+    def run(self):
+        open(f"started-{self.task_info.name}", "w").close()
+        time.sleep(30)
+
+    def on_abort(self):
+        open(f"aborted-{self.task_info.name}", "w").close()
+"""
+
+
+def test_timeout_and_ctrl_c_run_on_abort_on_the_worker(fmtester):
+    fmtester.make_tasks(ABORTABLE, name="long")
+    fmtester.make_jobdef("tasks:\n  timed: {task: Long, timeout: 2}\n")
+    result = fmtester.run("--executor", "dask")
+    assert result.job.tasks["timed"].result.error == "timed out after 2 s"
+    assert (fmtester.path / "aborted-timed").exists()
+
+    fmtester.make_jobdef("tasks:\n  a: {task: Long}\n  b: {task: Long}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "flowmancer", "-j", "job.yaml", "--executor", "dask"],
+                            cwd=fmtester.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while not all((fmtester.path / f"started-{n}").exists() for n in "ab"):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)  # Ctrl-C to the runner: it cancels the attempts on the workers
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert all((fmtester.path / f"aborted-{n}").exists() for n in "ab")
+    assert "interrupted by SIGINT: 2 aborted" in out
