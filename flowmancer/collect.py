@@ -14,7 +14,8 @@ import pkgutil
 import sys
 import traceback
 from pathlib import Path
-from typing import Iterable
+from types import ModuleType
+from typing import Iterable, Optional
 
 from .errors import Location, Problem
 
@@ -80,14 +81,12 @@ def import_file(path: Path) -> list[Problem]:
     return []
 
 
-def _import_by_location(path: Path) -> list[Problem]:
-    import hashlib
+def import_by_location(path: Path, name: str, what: str = "task module") -> tuple[Optional[ModuleType], list[Problem]]:
+    """Import a file under ``name`` (not by its path on sys.path); failures become a ``Problem``."""
     import importlib.util
 
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
-    name = f"flowmancer_collected_{path.stem}_{digest}"
     if name in sys.modules:
-        return []
+        return sys.modules[name], []
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -98,8 +97,16 @@ def _import_by_location(path: Path) -> list[Problem]:
         del sys.modules[name]
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return [_describe_import_error(path, exc)]
-    return []
+        problem = _describe_import_error(path, exc)
+        return None, [Problem(problem.message.replace("task module", what), problem.location, hint=problem.hint)]
+    return module, []
+
+
+def _import_by_location(path: Path) -> list[Problem]:
+    import hashlib
+
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    return import_by_location(path, f"flowmancer_collected_{path.stem}_{digest}")[1]
 
 
 def iter_py_files(folder: Path) -> Iterable[Path]:

@@ -9,7 +9,6 @@ import difflib
 import importlib.util
 import inspect
 import os
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -194,21 +193,12 @@ def conf_dirs(rootdir: Path, jobdir: Optional[Path]) -> list[Path]:
 
 
 def _import_conf(path: Path) -> ModuleType:
-    name = f"flowmancerconf_{abs(hash(str(path)))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the user's file: report it like a task module
-        del sys.modules[name]
-        from .collect import _describe_import_error
+    from .collect import import_by_location
 
-        problem = _describe_import_error(path, exc)
-        raise JobDefinitionError(
-            [Problem(problem.message.replace("task module", CONF_NAME), problem.location, hint=problem.hint)]
-        ) from None
+    module, problems = import_by_location(path, f"flowmancerconf_{abs(hash(str(path)))}", CONF_NAME)
+    if problems:
+        raise JobDefinitionError(problems)
+    assert module is not None
     return module
 
 

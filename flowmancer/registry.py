@@ -10,13 +10,28 @@ from __future__ import annotations
 import inspect
 import sys
 from collections import defaultdict
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 _declared: dict[str, list[type[Any]]] = defaultdict(list)
+C = TypeVar("C", bound=type)
 
 
 def declare(kind: str, cls: type[Any]) -> None:
     _declared[kind].append(cls)
+
+
+def decorator(kind: str, base: type[Any], base_path: str) -> Callable[[C], C]:
+    """The ``@task`` / ``@logger`` / ``@extension`` / ``@checkpointer`` decorators: check and record."""
+
+    def deco(cls: C) -> C:
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(f"@{kind} needs a subclass of {base_path}, got {cls!r}")
+        declare(kind, cls)
+        return cls
+
+    deco.__name__ = deco.__qualname__ = kind
+    deco.__doc__ = f"Make a ``{base.__name__}`` subclass available to job definitions under its class name."
+    return deco
 
 
 def _is_live(cls: type[Any]) -> bool:

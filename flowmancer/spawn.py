@@ -48,6 +48,17 @@ def start_method() -> str:
     return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
+def signal_group(pid: int, sig: int) -> None:
+    """Signal a task process and everything it started (its process group), or just it if it has none."""
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
 def describe_exit(code: Optional[int]) -> str:
     if code is None:
         return "the process vanished"
@@ -170,17 +181,8 @@ class ProcessHandle:
         return events
 
     def _signal_group(self, sig: int) -> None:
-        """Signal the task and everything it started (its process group)."""
-        pid = self.proc.pid
-        if pid is None or self.proc.exitcode is not None:
-            return
-        try:
-            os.killpg(pid, sig)
-        except OSError:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
+        if self.proc.pid is not None and self.proc.exitcode is None:
+            signal_group(self.proc.pid, sig)
 
     def terminate(self) -> None:
         self._signal_group(signal.SIGTERM)

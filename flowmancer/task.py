@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -117,12 +117,4 @@ class Task(ABC, BaseModel):
         pass
 
 
-T = TypeVar("T", bound=type[Task])
-
-
-def task(t: T) -> T:
-    """Make a ``Task`` subclass available to job definitions under its class name."""
-    if not (isinstance(t, type) and issubclass(t, Task)):
-        raise TypeError(f"@task needs a subclass of flowmancer.task.Task, got {t!r}")
-    registry.declare("task", t)
-    return t
+task = registry.decorator("task", Task, "flowmancer.task.Task")

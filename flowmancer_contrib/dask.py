@@ -413,13 +413,9 @@ class _Child:
         return self.exitcode is None
 
     def terminate(self) -> None:
-        try:
-            os.killpg(self.pid, signal.SIGTERM)
-        except OSError:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except OSError:
-                pass
+        from flowmancer.spawn import signal_group
+
+        signal_group(self.pid, signal.SIGTERM)
 
     def reap(self) -> int:
         _, status = os.waitpid(self.pid, 0)

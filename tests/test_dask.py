@@ -223,9 +223,14 @@ def test_timeout_and_ctrl_c_run_on_abort_on_the_worker(fmtester):
     assert (fmtester.path / "aborted-timed").exists()
 
     fmtester.make_jobdef("tasks:\n  a: {task: Long}\n  b: {task: Long}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "flowmancer", "-j", "job.yaml", "--executor", "dask"],
-                            cwd=fmtester.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowmancer", "-j", "job.yaml", "--executor", "dask"],
+        cwd=fmtester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 60
     while not all((fmtester.path / f"started-{n}").exists() for n in "ab"):
         assert time.time() < deadline and proc.poll() is None

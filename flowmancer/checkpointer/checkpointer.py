@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Dict, Set, TypeVar, Union
+from typing import Any, Awaitable, Dict, Set, Union
 
 from .. import registry
 from ..component import Component
@@ -35,12 +35,4 @@ class Checkpointer(Component):
     def clear_checkpoint(self, name: str) -> Union[None, Awaitable[None]]: ...
 
 
-C = TypeVar("C", bound=type[Checkpointer])
-
-
-def checkpointer(t: C) -> C:
-    """Make a ``Checkpointer`` subclass available to the ``checkpointer:`` block under its class name."""
-    if not (isinstance(t, type) and issubclass(t, Checkpointer)):
-        raise TypeError(f"@checkpointer needs a subclass of flowmancer.checkpointer.Checkpointer, got {t!r}")
-    registry.declare("checkpointer", t)
-    return t
+checkpointer = registry.decorator("checkpointer", Checkpointer, "flowmancer.checkpointer.Checkpointer")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TypeVar
 
 from .. import registry
 from ..component import Component
@@ -18,12 +17,4 @@ class Extension(Component):
     async def update(self, evt: SerializableExecutionEvent) -> None: ...
 
 
-E = TypeVar("E", bound=type[Extension])
-
-
-def extension(t: E) -> E:
-    """Make an ``Extension`` subclass available to the ``extensions:`` block under its class name."""
-    if not (isinstance(t, type) and issubclass(t, Extension)):
-        raise TypeError(f"@extension needs a subclass of flowmancer.extensions.Extension, got {t!r}")
-    registry.declare("extension", t)
-    return t
+extension = registry.decorator("extension", Extension, "flowmancer.extensions.Extension")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TypeVar
 
 from .. import registry
 from ..component import Component
@@ -18,12 +17,4 @@ class Logger(Component):
     async def update(self, evt: SerializableLogEvent) -> None: ...
 
 
-L = TypeVar("L", bound=type[Logger])
-
-
-def logger(t: L) -> L:
-    """Make a ``Logger`` subclass available to the ``loggers:`` block under its class name."""
-    if not (isinstance(t, type) and issubclass(t, Logger)):
-        raise TypeError(f"@logger needs a subclass of flowmancer.loggers.Logger, got {t!r}")
-    registry.declare("logger", t)
-    return t
+logger = registry.decorator("logger", Logger, "flowmancer.loggers.Logger")
