@@ -92,6 +92,28 @@ def build(
     return obj, []
 
 
+def _hookimpl_names(obj: Any) -> list[str]:
+    cls = type(obj)
+    return [a for a in dir(cls) if a.startswith("flowmancer_") and hasattr(getattr(cls, a, None), "flowmancer_impl")]
+
+
+class HookProxy:
+    """Carries a component's bound ``@hookimpl`` methods to the plugin manager (which cannot inspect
+    pydantic model instances directly)."""
+
+    def __init__(self, obj: Any) -> None:
+        self.target = obj
+        for name in _hookimpl_names(obj):
+            setattr(self, name, getattr(obj, name))
+
+
+def register_as_plugin(config: Config, obj: Any, name: str, origin: str) -> None:
+    """Make a component's ``@hookimpl`` methods hook implementations for this run."""
+    if _hookimpl_names(obj) and not config.pluginmanager.has_plugin(name):
+        config.pluginmanager.register(HookProxy(obj), name)
+        config.pluginmanager.origins[name] = origin
+
+
 @hookimpl
 def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> list[Problem]:
     comps = get(config)
@@ -107,6 +129,8 @@ def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> list[Probl
         problems += found
         if isinstance(obj, Extension):
             comps.extensions[name] = obj
+    for name, ext in comps.extensions.items():  # an extension with @hookimpl methods is a plugin too
+        register_as_plugin(config, ext, f"extension:{name}", f"the YAML extensions: block ({type(ext).__name__})")
     if model.checkpointer is not None:
         c = model.checkpointer
         obj, found = build(config, jobdef, "checkpointer", "checkpointer", "", c.checkpointer, c.parameters)
@@ -187,6 +211,7 @@ def flowmancer_runjob_idle(job: Job) -> None:
     bridge = get(job.config).bridge
     if bridge is not None:
         bridge.flush()
+    return None
 
 
 @hookimpl

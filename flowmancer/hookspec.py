@@ -120,11 +120,13 @@ def flowmancer_terminal_summary(job: Job, write: Callable[[str], None]) -> None:
 
 
 @hookspec
-def flowmancer_runjob_idle(job: Job) -> None:
+def flowmancer_runjob_idle(job: Job) -> Optional[float]:
     """The scheduler handled a batch of events and is about to wait for more: hand off batched work.
 
     Called once per wake-up, not per event: the place to flush buffers (the ``components`` plugin wakes
-    its background event loop here). Keep it cheap.
+    its background event loop here). Return a number of seconds to be called again after at most that
+    long even if nothing happens (the terminal's live status uses it to update elapsed times); ``None``
+    otherwise. Keep it cheap.
     """
 
 

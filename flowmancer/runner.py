@@ -358,7 +358,9 @@ class Scheduler:
                         raise RuntimeError("a flowmancer_task_can_start hook refuses every task while none runs")
                     break
                 timeout = None if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
-                self.hook.flowmancer_runjob_idle(job=job)
+                wake = [w for w in self.hook.flowmancer_runjob_idle(job=job) if w is not None]
+                if wake:
+                    timeout = min(wake) if timeout is None else min(timeout, *wake)
                 ready = set(wait([*self.by_waitable, sigs.r], timeout))
                 if sigs.r in ready:
                     sigs.drain()

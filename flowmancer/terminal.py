@@ -16,6 +16,7 @@ from .config import Config
 from .events import ExecutionState, LogRecord, TaskResult
 from .job import Job, TaskRun
 from .markers import hookimpl
+from .progress import LiveStatus
 
 S = ExecutionState
 TAIL_LINES = 15
@@ -62,6 +63,10 @@ class TerminalReporter:
             self._style = colorama.Style
         self.tails: dict[str, deque[str]] = {}
         self.width = 8
+        live = getattr(opt, "progress", "auto")
+        tty = self.stream.isatty()
+        enabled = live == "yes" or (live == "auto" and tty and self.colour and self.verbosity >= 0)
+        self.live: Optional[LiveStatus] = LiveStatus(self.stream, self.paint) if enabled else None
 
     def paint(self, text: str, colour: Optional[str] = None, bold: bool = False) -> str:
         if not self.colour or (colour is None and not bold):
@@ -70,6 +75,13 @@ class TerminalReporter:
         return f"{pre}{text}{self._style.RESET_ALL}"
 
     def line(self, text: str = "") -> None:
+        if self.live is not None and self.live.drawn:
+            self.live.clear()  # lines scroll above the live block, which is drawn again below them
+            self.stream.write(text + "\n")
+            self.live.changed()
+            if self.live.dirty:  # not redrawn yet (too soon): the block comes back at the next tick
+                self.stream.flush()
+            return
         self.stream.write(text + "\n")
         self.stream.flush()
 
@@ -101,7 +113,17 @@ class TerminalReporter:
                 self.line(ln)
 
     @hookimpl
+    def flowmancer_runjob_idle(self, job: Job) -> Optional[float]:
+        if self.live is None:
+            return None
+        if self.live.job is None:
+            self.live.job = job
+        return self.live.tick()
+
+    @hookimpl
     def flowmancer_task_start(self, job: Job, task: TaskRun) -> None:
+        if self.live is not None:
+            self.live.dirty = True
         self.tails.pop(task.name, None)  # the summary shows the last attempt only
         if self.verbosity > 0:
             att = f" (attempt {task.attempt}/{task.max_attempts})" if task.max_attempts > 1 else ""
@@ -141,6 +163,9 @@ class TerminalReporter:
 
     @hookimpl
     def flowmancer_job_finish(self, job: Job, exitcode: int) -> None:
+        if self.live is not None:
+            self.live.clear()
+            self.live.job = None
         failed = [t for t in job if t.state in (S.FAILED, S.ABORTED)]
         if failed and self.verbosity >= -1:
             self.rule("FAILURES", "=", "RED")
@@ -187,6 +212,12 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
         help="less output: -q only the failures and the summary line, -qq only the summary line",
     )
     group.add_argument("-s", "--show-output", action="store_true", help="echo task output live, prefixed by the task")
+    group.add_argument(
+        "--progress",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="the live status block at the bottom (auto: on a colour TTY, not with -q)",
+    )
     group.add_argument(
         "--color",
         "--colour",
