@@ -48,6 +48,48 @@ def start_method() -> str:
     return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
+class ForkedChild:
+    """A process made with a plain ``os.fork()``: cheaper than ``multiprocessing.Process`` (no bookkeeping,
+    one pipe less) and allowed in daemonic processes (Dask workers). Its sentinel is a pidfd."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.sentinel = os.pidfd_open(pid)
+        self.exitcode: Optional[int] = None
+
+    def is_alive(self) -> bool:
+        return self.exitcode is None
+
+    def join(self) -> Optional[int]:
+        if self.exitcode is None:
+            _, status = os.waitpid(self.pid, 0)
+            os.close(self.sentinel)
+            self.exitcode = os.waitstatus_to_exitcode(status)
+        return self.exitcode
+
+    def terminate(self) -> None:
+        if self.exitcode is None:
+            signal_group(self.pid, signal.SIGTERM)
+
+
+def fork_child(target: Any, args: tuple[Any, ...], close_in_child: tuple[Any, ...] = ()) -> ForkedChild:
+    """Run ``target(*args)`` in a forked child that exits with 0, or 1 if ``target`` raised."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        code = 0
+        try:
+            for c in close_in_child:
+                if c is None:
+                    continue
+                c.close() if hasattr(c, "close") else os.close(c)
+            target(*args)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    return ForkedChild(pid)
+
+
 def signal_group(pid: int, sig: int) -> None:
     """Signal a task process and everything it started (its process group), or just it if it has none."""
     try:
@@ -82,24 +124,15 @@ class ProcessHandle:
             raw_r, raw_w = os.pipe()
         snapshot = dict(job.shared_dict)
         workdir = str(job.config.rootdir)
-        self.proc = ctx.Process(
-            target=child_main,
-            args=(
-                child_conn,
-                raw_w,
-                task.instance,
-                task.info(job.name),
-                snapshot,
-                workdir,
-                task.settings.memory_limit_mb,
-            ),
-            name=f"flowmancer:{task.name}",
-            daemon=True,
-        )
+        args = (child_conn, raw_w, task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
         sys.stdout.flush()
         sys.stderr.flush()
         try:
-            self.proc.start()
+            if method == "fork" and hasattr(os, "pidfd_open"):
+                self.proc: Any = fork_child(child_main, args, close_in_child=(self.conn, raw_r))
+            else:
+                self.proc = ctx.Process(target=child_main, args=args, name=f"flowmancer:{task.name}", daemon=True)
+                self.proc.start()
         finally:
             child_conn.close()
             if raw_w is not None:

@@ -290,6 +290,7 @@ def run_attempt(
 
     from distributed import Event, get_client, get_worker
 
+    from flowmancer.spawn import fork_child
     from flowmancer.worker import child_main
 
     if os.path.isdir(rootdir) and rootdir not in sys.path:
@@ -303,22 +304,15 @@ def run_attempt(
     conn, child_conn = multiprocessing.Pipe(duplex=False)
     raw_r, raw_w = os.pipe()
     workdir = rootdir if os.path.isdir(rootdir) else None
-    pid = os.fork()
-    if pid == 0:  # the task process
-        code = 0
-        try:
-            _die_with_parent()
-            conn.close()
-            os.close(raw_r)
-            child_main(child_conn, raw_w, task, info, snapshot, workdir, memory_limit_mb)
-        except BaseException:  # noqa: BLE001
-            code = 1
-        finally:
-            os._exit(code)
+
+    def target(*args: Any) -> None:
+        _die_with_parent()
+        child_main(*args)
+
+    proc = fork_child(target, (child_conn, raw_w, task, info, snapshot, workdir, memory_limit_mb), (conn, raw_r))
     child_conn.close()
     os.close(raw_w)
     os.set_blocking(raw_r, False)
-    proc = _Child(pid)
     abort = Event(f"abort-{key}", client=get_client())  # usable from the watcher thread
     stop = threading.Event()
 
@@ -388,7 +382,7 @@ def run_attempt(
         )
         batches += 1
     os.close(raw_r)
-    return {"exitcode": proc.reap(), "batches": batches}
+    return {"exitcode": proc.join(), "batches": batches}
 
 
 def _die_with_parent() -> None:
@@ -399,26 +393,3 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-class _Child:
-    """A forked task process: a pidfd as its exit sentinel, terminate, reap."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.sentinel = os.pidfd_open(pid)
-        self.exitcode: Optional[int] = None
-
-    def is_alive(self) -> bool:
-        return self.exitcode is None
-
-    def terminate(self) -> None:
-        from flowmancer.spawn import signal_group
-
-        signal_group(self.pid, signal.SIGTERM)
-
-    def reap(self) -> int:
-        _, status = os.waitpid(self.pid, 0)
-        os.close(self.sentinel)
-        self.exitcode = os.waitstatus_to_exitcode(status)
-        return self.exitcode
