@@ -90,6 +90,17 @@ def fork_child(target: Any, args: tuple[Any, ...], close_in_child: tuple[Any, ..
     return ForkedChild(pid)
 
 
+def raw_event(lines: list[bytes]) -> dict[str, Any]:
+    """The event for lines a task wrote below Python (its file descriptors 1 and 2)."""
+    return {
+        "event": "log",
+        "stream": "raw",
+        "severity": "INFO",
+        "lines": [ln.decode("utf-8", "replace") for ln in lines],
+        "ts": time.time(),
+    }
+
+
 def signal_group(pid: int, sig: int) -> None:
     """Signal a task process and everything it started (its process group), or just it if it has none."""
     try:
@@ -185,15 +196,7 @@ class ProcessHandle:
             lines.append(self._raw_buf)
             self._raw_buf = b""
         if lines:
-            events.append(
-                {
-                    "event": "log",
-                    "stream": "raw",
-                    "severity": "INFO",
-                    "lines": [ln.decode("utf-8", "replace") for ln in lines],
-                    "ts": time.time(),
-                }
-            )
+            events.append(raw_event(lines))
         if final:
             os.close(self.raw)
             self.raw = None

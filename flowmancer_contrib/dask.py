@@ -290,7 +290,7 @@ def run_attempt(
 
     from distributed import Event, get_client, get_worker
 
-    from flowmancer.spawn import fork_child
+    from flowmancer.spawn import fork_child, raw_event
     from flowmancer.worker import child_main
 
     if os.path.isdir(rootdir) and rootdir not in sys.path:
@@ -349,15 +349,7 @@ def run_attempt(
             pass
         *lines, buf = buf.split(b"\n")
         if lines:
-            events.append(
-                {
-                    "event": "log",
-                    "stream": "raw",
-                    "severity": "INFO",
-                    "lines": [ln.decode("utf-8", "replace") for ln in lines],
-                    "ts": __import__("time").time(),
-                }
-            )
+            events.append(raw_event(lines))
         if events:
             worker.log_event(topic, {"key": key, "events": events})
             batches += 1
@@ -365,21 +357,7 @@ def run_attempt(
             break
     stop.set()
     if buf:
-        worker.log_event(
-            topic,
-            {
-                "key": key,
-                "events": [
-                    {
-                        "event": "log",
-                        "stream": "raw",
-                        "severity": "INFO",
-                        "lines": [buf.decode("utf-8", "replace")],
-                        "ts": 0.0,
-                    }
-                ],
-            },
-        )
+        worker.log_event(topic, {"key": key, "events": [raw_event([buf])]})
         batches += 1
     os.close(raw_r)
     return {"exitcode": proc.join(), "batches": batches}
