@@ -155,7 +155,7 @@ SHAPES = [
     Shape("fan 1->200->1, mc 8", 202, fan(200, 8)),
     Shape("20 x sleep 0.5 s, mc 4", 20, independent(20, "Sleep", 4, "seconds: 0.5"), repeats=3, ideal=2.5),
     Shape("1,000 independent", 1000, independent(1000), repeats=3),
-    Shape("10,000 independent", 10000, independent(10000, limit=16), repeats=1, big=True, original=False),
+    Shape("10,000 independent", 10000, independent(10000), repeats=1, big=True, original=False),
     Shape("10,000 layered DAG", 10000, layered(10000, 100), repeats=1, big=True, original=False),
 ]
 

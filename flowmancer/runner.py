@@ -7,6 +7,7 @@ whatever the size of the job.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import os
@@ -98,6 +99,7 @@ class Scheduler:
         self._seq = itertools.count()
         #: seconds a task stopped by an abort or a timeout has to run on_abort before it is killed
         self.grace = job.jobdef.model.config.abort_grace_seconds
+        self.fd_budget = _fd_budget()
 
     # -- dependency bookkeeping ----------------------------------------------------------------
 
@@ -157,13 +159,23 @@ class Scheduler:
 
     def _start_ready(self) -> None:
         while self.ready and not self.aborting and not self.job.stopping:
+            if len(self.job.running) >= self.fd_budget:  # "no limit" still cannot exceed open files
+                return
             _, name = self.ready[0]
             task = self.job.tasks[name]
             answers = self.hook.flowmancer_task_can_start(job=self.job, task=task)
             if False in answers:
                 return
             heapq.heappop(self.ready)
-            self._spawn(task)
+            try:
+                self._spawn(task)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.EAGAIN) or not self.job.running:
+                    raise
+                task.attempt -= 1  # out of file descriptors or processes: wait for one to end, then retry
+                heapq.heappush(self.ready, (task.index, task.name))
+                self.fd_budget = max(1, len(self.job.running))
+                return
 
     def _spawn(self, task: TaskRun) -> None:
         task.attempt += 1
@@ -371,6 +383,26 @@ class Scheduler:
                         self._handle(task, ready)
                 self._fire_timers()
             self._take_signals(sigs)  # one that raced the last task's exit still counts
+
+
+def _fd_budget() -> int:
+    """How many tasks may run at once before file descriptors run out (each takes about 4), after raising
+    the soft limit to the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < target:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (OSError, ValueError):
+                pass
+        limit = soft if soft != resource.RLIM_INFINITY else 65536
+    except ImportError:  # not on POSIX
+        limit = 2048
+    return max(1, (limit - 64) // 4)
 
 
 def _signame(signum: Optional[int]) -> str:

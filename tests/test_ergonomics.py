@@ -135,7 +135,7 @@ EXITFIRST = """
 config: {name: xjob}
 tasks:
   bad: {task: Step, parameters: {fail: true}}
-  slow-sibling: {task: Step, parameters: {sleep: 1.0}}
+  slow-sibling: {task: Step, parameters: {sleep: 2.5}}
   after-bad: {task: Step, dependencies: [bad], trigger: all_done}
   later: {task: Step, dependencies: [slow-sibling]}
 """

@@ -171,3 +171,25 @@ def test_tasks_run_in_the_app_root_from_any_folder(fmtester):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"cwd={fmtester.path}" in proc.stdout
     assert f"root: {fmtester.path}" in proc.stdout
+
+
+def test_no_limit_still_respects_open_file_limits(recorder_project):
+    """max_concurrency 0 with more tasks than file descriptors allow: the run waits, it does not crash."""
+    import resource
+
+    tasks = "".join(f"  t{i}: {{task: Record}}\n" for i in range(400))
+    recorder_project.make_jobdef("tasks:\n" + tasks)
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowmancer", "-j", "job.yaml", "-qq", "-p", "no:filelogger"],
+        cwd=recorder_project.path,
+        capture_output=True,
+        text=True,
+        preexec_fn=low_limit,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "400 completed" in proc.stdout
