@@ -29,6 +29,29 @@ class Record(Task):
 '''
 
 
+# Task classes the job-definition error tests and the bad-input corpus validate against.
+GOOD_TASKS = """
+from typing import List
+from pydantic import SecretStr
+from flowmancer.task import Task, task
+
+@task
+class DoSomething(Task):
+    count: int
+    names: List[str] = []
+
+    def run(self):
+        open("ran.txt", "a").write("ran\\n")
+
+@task
+class NeedsSecret(Task):
+    password: SecretStr
+
+    def run(self):
+        print(self.password)
+"""
+
+
 class Timeline:
     def __init__(self, path: Path) -> None:
         self.path = path

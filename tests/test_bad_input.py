@@ -16,33 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import GOOD_TASKS
 from flowmancer.errors import JobDefinitionError
 from flowmancer.exitcode import ExitCode
 
 DATA = Path(__file__).parent / "data"
 JOBS = sorted((DATA / "bad_jobs").glob("*.yaml"))
 PROJECTS = sorted(p for p in (DATA / "bad_projects").iterdir() if p.is_dir())
-
-GOOD_TASKS = """
-from typing import List
-from pydantic import SecretStr
-from flowmancer.task import Task, task
-
-@task
-class DoSomething(Task):
-    count: int
-    names: List[str] = []
-
-    def run(self):
-        open("ran.txt", "a").write("ran\\n")
-
-@task
-class NeedsSecret(Task):
-    password: SecretStr
-
-    def run(self):
-        print(self.password)
-"""
 
 
 def test_the_corpus_is_big_enough():

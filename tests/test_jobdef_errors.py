@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import GOOD_TASKS
 from flowmancer.exitcode import ExitCode
 
-TASKS = """
-from typing import List, Optional
-from flowmancer.task import Task, task
-
-@task
-class DoSomething(Task):
-    count: int
-    names: List[str] = []
-    def run(self):
-        open("ran.txt", "a").write("ran\\n")
-"""
+TASKS = GOOD_TASKS
 
 
 @pytest.fixture
