@@ -1,8 +1,8 @@
 """The scheduler (plugin ``runner``): an event loop over pipes, process sentinels and timers.
 
-It never sleeps to poll. Each wake-up handles exactly what became ready; each task keeps counters of
-its settled dependencies, so deciding whether it may run (its trigger rule) costs O(1) per event
-whatever the size of the job.
+It never sleeps to poll. Each wake-up handles exactly what became ready (a persistent epoll set, so a
+wake-up costs O(ready), not O(running)); each task keeps counters of its settled dependencies, so
+deciding whether it may run (its trigger rule) costs O(1) per event whatever the size of the job.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import errno
 import heapq
 import itertools
 import os
+import selectors
 import signal
 import threading
 import time
-from multiprocessing.connection import wait
 from typing import Any, Optional
 
 from .events import ExecutionState, LogRecord, Severity, TaskResult
@@ -90,8 +90,9 @@ class Scheduler:
         self.failed: dict[str, int] = {}
         self.ready: list[tuple[int, str]] = []  # heap by YAML order
         self.timers: list[tuple[float, int, str, str, int]] = []  # (when, seq, kind, task, attempt)
-        self.by_waitable: dict[Any, TaskRun] = {}
-        self.registered: dict[str, set[Any]] = {}  # waitables per running task
+        self.selector = selectors.DefaultSelector()
+        self.by_fd: dict[int, tuple[Any, TaskRun]] = {}  # watched file descriptor -> (waitable, task)
+        self.registered: dict[str, dict[Any, int]] = {}  # waitables per running task -> their fd
         self.finished_events: dict[str, dict[str, Any]] = {}
         self.open = 0  # tasks not yet in a final state
         self.aborting = False
@@ -183,14 +184,38 @@ class Scheduler:
         handle = self.hook.flowmancer_task_spawn(job=self.job, task=task)
         task.handle = handle
         self.job.running[task.name] = task
-        self.registered[task.name] = set(handle.waitables())
-        for w in self.registered[task.name]:
-            self.by_waitable[w] = task
+        self.registered[task.name] = {}
+        self._watch(task)
         self.job.set_state(task, S.RUNNING)
         timeout = self.hook.flowmancer_task_timeout(job=self.job, task=task)
         if timeout:
             self._timer(float(timeout), "timeout", task)
         self.hook.flowmancer_task_start(job=self.job, task=task)
+
+    # -- watching ----------------------------------------------------------------------------------
+
+    def _watch(self, task: TaskRun) -> None:
+        """Bring the epoll set in line with what the task's handle wants watched now."""
+        assert task.handle is not None
+        mine = self.registered[task.name]
+        live = task.handle.waitables()
+        for w in [w for w in mine if w not in live]:
+            self._unwatch(task, w)
+        for w in live:
+            if w not in mine:
+                fd = w if isinstance(w, int) else w.fileno()
+                self.selector.register(fd, selectors.EVENT_READ)
+                self.by_fd[fd] = (w, task)
+                mine[w] = fd
+
+    def _unwatch(self, task: TaskRun, w: Any) -> None:
+        """Stop watching ``w``, then let the handle close it (in that order: see ``TaskHandle.release``)."""
+        fd = self.registered[task.name].pop(w)
+        self.selector.unregister(fd)
+        del self.by_fd[fd]
+        release = getattr(task.handle, "release", None)
+        if release is not None:
+            release(w)
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -217,10 +242,7 @@ class Scheduler:
             elif kind == "exit":
                 self._attempt_over(task, ev.get("exitcode"))
         if task.handle is not None:
-            live = set(task.handle.waitables())
-            for w in self.registered[task.name] - live:
-                del self.by_waitable[w]
-            self.registered[task.name] = live
+            self._watch(task)
 
     def _result(self, task: TaskRun, exitcode: Optional[int]) -> TaskResult:
         fin = self.finished_events.pop(task.name, None)
@@ -256,8 +278,9 @@ class Scheduler:
         return result
 
     def _attempt_over(self, task: TaskRun, exitcode: Optional[int]) -> None:
-        for w in self.registered.pop(task.name, ()):
-            self.by_waitable.pop(w, None)
+        for w in list(self.registered[task.name]):
+            self._unwatch(task, w)
+        del self.registered[task.name]
         task.handle = None
         del self.job.running[task.name]
         result = self._result(task, exitcode)
@@ -359,7 +382,8 @@ class Scheduler:
         while stack:  # defaulted or skipped right away: settle their dependents too
             self.open += 1
             self._settle(stack.pop())
-        with _SignalWatch() as sigs:
+        with _SignalWatch() as sigs, self.selector:
+            self.selector.register(sigs.r, selectors.EVENT_READ)
             while self.open > 0 or job.running:
                 if self.aborting and not job.running:
                     break
@@ -373,11 +397,16 @@ class Scheduler:
                 wake = [w for w in self.hook.flowmancer_runjob_idle(job=job) if w is not None]
                 if wake:
                     timeout = min(wake) if timeout is None else min(timeout, *wake)
-                ready = set(wait([*self.by_waitable, sigs.r], timeout))
-                if sigs.r in ready:
-                    sigs.drain()
+                ready: set[Any] = set()
+                tasks: dict[str, TaskRun] = {}
+                for key, _ in self.selector.select(timeout):
+                    if key.fd == sigs.r:
+                        sigs.drain()
+                        continue
+                    w, task = self.by_fd[key.fd]
+                    ready.add(w)
+                    tasks[task.name] = task
                 self._take_signals(sigs)
-                tasks = {id(self.by_waitable[w]): self.by_waitable[w] for w in ready if w in self.by_waitable}
                 for task in tasks.values():
                     if task.handle is not None:
                         self._handle(task, ready)

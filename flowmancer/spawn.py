@@ -28,10 +28,18 @@ class TaskHandle(Protocol):
     """What the scheduler needs from a running attempt, wherever it runs."""
 
     def waitables(self) -> list[Any]:
-        """Objects for ``multiprocessing.connection.wait`` that become ready when there is news."""
+        """Objects with a ``fileno()`` (or file descriptors) that become readable when there is news.
+
+        The list may shrink after ``read``; the scheduler then stops watching what left it and calls
+        ``release`` for it."""
 
     def read(self, ready: set[Any]) -> list[dict[str, Any]]:
         """Events available now (never blocks). The last one is ``{"event": "exit", ...}`` once done."""
+
+    def release(self, waitable: Any) -> None:
+        """The scheduler no longer watches ``waitable``: close it now. A handle never closes a waitable
+        itself, since a forked task may still hold a copy of it and the scheduler's epoll set would keep
+        reporting the copy under a file descriptor number that has been reused."""
 
     def terminate(self) -> None:
         """Ask the attempt to stop: it runs ``on_abort`` and ends soon."""
@@ -61,11 +69,16 @@ class ForkedChild:
         return self.exitcode is None
 
     def join(self) -> Optional[int]:
+        """Reap the process. The pidfd stays open for ``close``: the scheduler may still be watching it."""
         if self.exitcode is None:
             _, status = os.waitpid(self.pid, 0)
-            os.close(self.sentinel)
             self.exitcode = os.waitstatus_to_exitcode(status)
         return self.exitcode
+
+    def close(self) -> None:
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
 
     def terminate(self) -> None:
         if self.exitcode is None:
@@ -157,16 +170,28 @@ class ProcessHandle:
             os.set_blocking(raw_r, False)
         self._raw_buf = b""
         self._conn_open = True
+        self._raw_open = raw_r is not None
         self.finished: Optional[dict[str, Any]] = None
         self.pid = self.proc.pid
 
     def waitables(self) -> list[Any]:
+        if self.finished is not None:
+            return []
         out: list[Any] = [self.proc.sentinel]
         if self._conn_open:
             out.append(self.conn)
-        if self.raw is not None:
+        if self._raw_open:
             out.append(self.raw)
         return out
+
+    def release(self, waitable: Any) -> None:
+        if waitable is self.conn:
+            self.conn.close()
+        elif waitable is not None and waitable == self.raw:
+            os.close(self.raw)
+            self.raw = None
+        elif waitable == self.proc.sentinel and isinstance(self.proc, ForkedChild):
+            self.proc.close()
 
     def _read_conn(self, events: list[dict[str, Any]]) -> None:
         conn: Connection = self.conn
@@ -175,15 +200,14 @@ class ProcessHandle:
                 events.append(conn.recv())
         except (EOFError, OSError):
             self._conn_open = False
-            conn.close()
 
     def _read_raw(self, events: list[dict[str, Any]], final: bool = False) -> None:
-        if self.raw is None:
+        if not self._raw_open:
             return
         chunks = []
         while True:
             try:
-                chunk = os.read(self.raw, _RAW_CHUNK)
+                chunk = os.read(self.raw, _RAW_CHUNK)  # type: ignore[arg-type]
             except BlockingIOError:
                 break
             if not chunk:
@@ -198,22 +222,20 @@ class ProcessHandle:
         if lines:
             events.append(raw_event(lines))
         if final:
-            os.close(self.raw)
-            self.raw = None
+            self._raw_open = False
 
     def read(self, ready: set[Any]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         done = self.proc.sentinel in ready
         if done or self.conn in ready:
             self._read_conn(events)
-        if self.raw is not None and (done or self.raw in ready):
+        if self._raw_open and (done or self.raw in ready):
             self._read_raw(events, final=done)
         if done:
             self.proc.join()
-            if self._conn_open:
-                self.conn.close()
-                self._conn_open = False
-            events.append({"event": "exit", "exitcode": self.proc.exitcode})
+            self._conn_open = self._raw_open = False
+            self.finished = {"event": "exit", "exitcode": self.proc.exitcode}
+            events.append(self.finished)
         return events
 
     def _signal_group(self, sig: int) -> None:

@@ -126,6 +126,7 @@ class DaskHandle:
         self._expected: Optional[int] = None
         self._exit: Optional[dict[str, Any]] = None
         self._lock = threading.Lock()
+        self._finished = False
         self.abort_event = Event(f"abort-{self.key}", client=cluster.client)
         cluster.handles[self.key] = self
         cls = task.cls
@@ -148,10 +149,13 @@ class DaskHandle:
     # client thread ----------------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        try:
-            os.write(self.w, b"!")
-        except OSError:
-            pass
+        with self._lock:  # not after release() closed it: the number may belong to another file by then
+            if self.w < 0:
+                return
+            try:
+                os.write(self.w, b"!")
+            except OSError:
+                pass
 
     def deliver(self, events: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -177,7 +181,7 @@ class DaskHandle:
     # scheduler thread -------------------------------------------------------------------------------
 
     def waitables(self) -> list[Any]:
-        return [self.r] if self.r is not None else []
+        return [] if self._finished else [self.r]
 
     def read(self, ready: set[Any]) -> list[dict[str, Any]]:
         try:
@@ -207,10 +211,15 @@ class DaskHandle:
                 out.append(self._exit)
         if done:
             self.cluster.handles.pop(self.key, None)
-            os.close(self.r)
-            os.close(self.w)
-            self.r = None  # type: ignore[assignment]
+            self._finished = True
         return out
+
+    def release(self, waitable: Any) -> None:
+        if waitable == self.r:
+            with self._lock:
+                os.close(self.r)
+                os.close(self.w)
+                self.r = self.w = -1
 
     def terminate(self) -> None:
         self.abort_event.set()
