@@ -187,7 +187,7 @@ class ProcessHandle:
     def release(self, waitable: Any) -> None:
         if waitable is self.conn:
             self.conn.close()
-        elif waitable is not None and waitable == self.raw:
+        elif self.raw is not None and waitable == self.raw:
             os.close(self.raw)
             self.raw = None
         elif waitable == self.proc.sentinel and isinstance(self.proc, ForkedChild):
