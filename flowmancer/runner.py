@@ -159,24 +159,32 @@ class Scheduler:
     # -- starting --------------------------------------------------------------------------------
 
     def _start_ready(self) -> None:
-        while self.ready and not self.aborting and not self.job.stopping:
-            if len(self.job.running) >= self.fd_budget:  # "no limit" still cannot exceed open files
-                return
-            _, name = self.ready[0]
-            task = self.job.tasks[name]
-            answers = self.hook.flowmancer_task_can_start(job=self.job, task=task)
-            if False in answers:
-                return
-            heapq.heappop(self.ready)
-            try:
-                self._spawn(task)
-            except OSError as exc:
-                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.EAGAIN) or not self.job.running:
-                    raise
-                task.attempt -= 1  # out of file descriptors or processes: wait for one to end, then retry
-                heapq.heappush(self.ready, (task.index, task.name))
-                self.fd_budget = max(1, len(self.job.running))
-                return
+        started: list[TaskRun] = []
+        try:
+            while self.ready and not self.aborting and not self.job.stopping:
+                if len(self.job.running) >= self.fd_budget:  # "no limit" still cannot exceed open files
+                    return
+                _, name = self.ready[0]
+                task = self.job.tasks[name]
+                answers = self.hook.flowmancer_task_can_start(job=self.job, task=task)
+                if False in answers:
+                    return
+                heapq.heappop(self.ready)
+                try:
+                    self._spawn(task)
+                except OSError as exc:
+                    if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.EAGAIN) or not self.job.running:
+                        raise
+                    task.attempt -= 1  # out of file descriptors or processes: wait for one to end, then retry
+                    heapq.heappush(self.ready, (task.index, task.name))
+                    self.fd_budget = max(1, len(self.job.running))
+                    return
+                started.append(task)
+        finally:
+            # Watched after the whole batch: a spawner may still be forking the first ones meanwhile.
+            for task in started:
+                if task.handle is not None:
+                    self._watch(task)
 
     def _spawn(self, task: TaskRun) -> None:
         task.attempt += 1
@@ -185,7 +193,6 @@ class Scheduler:
         task.handle = handle
         self.job.running[task.name] = task
         self.registered[task.name] = {}
-        self._watch(task)
         self.job.set_state(task, S.RUNNING)
         timeout = self.hook.flowmancer_task_timeout(job=self.job, task=task)
         if timeout:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import time
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
+from .forkserver import ForkServer, ServedChild, ServerGone
 from .markers import hookimpl
 from .worker import child_main
 
@@ -114,8 +116,22 @@ def raw_event(lines: list[bytes]) -> dict[str, Any]:
     }
 
 
+def _lost() -> dict[str, Any]:
+    return {
+        "event": "finished",
+        "ok": False,
+        "aborted": False,
+        "error": "the fork server stopped before starting the task (set FLOWMANCER_FORK_SERVER=0 to fork directly)",
+        "traceback": None,
+        "kind": "crash",
+        "exc_types": [],
+    }
+
+
 def signal_group(pid: int, sig: int) -> None:
     """Signal a task process and everything it started (its process group), or just it if it has none."""
+    if pid <= 0:  # never the caller's own group (0) or every process (-1)
+        return
     try:
         os.killpg(pid, sig)
     except OSError:
@@ -148,23 +164,28 @@ class ProcessHandle:
             raw_r, raw_w = os.pipe()
         snapshot = dict(job.shared_dict)
         workdir = str(job.config.rootdir)
-        args = (child_conn, raw_w, task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
+        args = (task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
         sys.stdout.flush()
         sys.stderr.flush()
         try:
             if method == "fork" and hasattr(os, "pidfd_open"):
-                self.proc: Any = fork_child(child_main, args, close_in_child=(self.conn, raw_r))
+                self.proc: Any = _served(job, task, args, child_conn.fileno(), raw_w)
+                if self.proc is None:
+                    self.proc = fork_child(child_main, (child_conn, raw_w, *args), close_in_child=(self.conn, raw_r))
             else:
-                self.proc = ctx.Process(target=child_main, args=args, name=f"flowmancer:{task.name}", daemon=True)
+                self.proc = ctx.Process(
+                    target=child_main, args=(child_conn, raw_w, *args), name=f"flowmancer:{task.name}", daemon=True
+                )
                 self.proc.start()
         finally:
             child_conn.close()
             if raw_w is not None:
                 os.close(raw_w)
-        try:  # also set from here: no window in which a signal to the group misses the child
-            os.setpgid(self.proc.pid, self.proc.pid)  # type: ignore[arg-type]
-        except OSError:
-            pass
+        if not isinstance(self.proc, ServedChild):  # the server does this for its children
+            try:  # also set from here: no window in which a signal to the group misses the child
+                os.setpgid(self.proc.pid, self.proc.pid)
+            except OSError:
+                pass
         self.raw = raw_r
         if raw_r is not None:
             os.set_blocking(raw_r, False)
@@ -172,7 +193,10 @@ class ProcessHandle:
         self._conn_open = True
         self._raw_open = raw_r is not None
         self.finished: Optional[dict[str, Any]] = None
-        self.pid = self.proc.pid
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid  # type: ignore[no-any-return]
 
     def waitables(self) -> list[Any]:
         if self.finished is not None:
@@ -190,7 +214,7 @@ class ProcessHandle:
         elif self.raw is not None and waitable == self.raw:
             os.close(self.raw)
             self.raw = None
-        elif waitable == self.proc.sentinel and isinstance(self.proc, ForkedChild):
+        elif waitable == self.proc.sentinel and isinstance(self.proc, (ForkedChild, ServedChild)):
             self.proc.close()
 
     def _read_conn(self, events: list[dict[str, Any]]) -> None:
@@ -234,6 +258,8 @@ class ProcessHandle:
         if done:
             self.proc.join()
             self._conn_open = self._raw_open = False
+            if getattr(self.proc, "lost", False):
+                events.append(_lost())
             self.finished = {"event": "exit", "exitcode": self.proc.exitcode}
             events.append(self.finished)
         return events
@@ -249,6 +275,58 @@ class ProcessHandle:
         self._signal_group(signal.SIGKILL)
 
 
+# -- the fork server ---------------------------------------------------------------------------------
+
+_SERVER = "spawn.forkserver"
+#: jobs with at least this many tasks get a fork server (its start-up costs about one interpreter start)
+FORK_SERVER_MIN_TASKS = 50
+
+
+def _server(job: Job) -> Optional[ForkServer]:
+    """The job's fork server, started on first use when the job is big enough (or when
+    ``FLOWMANCER_FORK_SERVER=1``; ``0`` turns it off)."""
+    if _SERVER in job.stash:
+        server: Optional[ForkServer] = job.stash[_SERVER]
+        return server
+    wanted = os.environ.get("FLOWMANCER_FORK_SERVER", "")
+    server = None
+    if wanted == "1" or (wanted != "0" and len(job.tasks) >= FORK_SERVER_MIN_TASKS):
+        modules: dict[str, Optional[str]] = {}
+        for t in job:
+            module = sys.modules.get(t.cls.__module__)
+            file = getattr(module, "__file__", None)
+            if file and t.cls.__module__ != "__main__":
+                modules[t.cls.__module__] = file
+        server = ForkServer(modules) if modules else None
+    job.stash[_SERVER] = server
+    return server
+
+
+def _served(job: Job, task: TaskRun, args: tuple[Any, ...], event_w: int, raw_w: Optional[int]) -> Optional[Any]:
+    """Fork ``task`` in the job's fork server; ``None``: fork it here instead."""
+    server = _server(job)
+    if server is None or raw_w is None or not server.poll() or not server.serves(task.cls.__module__):
+        return None
+    try:
+        payload = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - a parameter value pickle cannot take: fork here, where no copy is needed
+        return None
+    try:
+        return server.spawn(payload, (event_w, raw_w))
+    except ServerGone:
+        return None
+
+
 @hookimpl(trylast=True)
 def flowmancer_task_spawn(job: Job, task: TaskRun) -> ProcessHandle:
     return ProcessHandle(job, task)
+
+
+@hookimpl(wrapper=True)
+def flowmancer_runjob(job: Job) -> Any:
+    try:
+        return (yield)
+    finally:
+        server = job.stash.pop(_SERVER, None)
+        if server is not None:
+            server.close()

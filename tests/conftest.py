@@ -83,6 +83,13 @@ class Timeline:
         return best
 
 
+@pytest.fixture(params=["direct", "server"])
+def spawn_path(request, monkeypatch) -> str:
+    """Run the test with tasks forked by the scheduler itself, then by the fork server."""
+    monkeypatch.setenv("FLOWMANCER_FORK_SERVER", "1" if request.param == "server" else "0")
+    return str(request.param)
+
+
 @pytest.fixture
 def recorder_project(fmtester):
     fmtester.make_tasks(RECORDER_TASKS, name="recorder")

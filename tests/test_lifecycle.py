@@ -125,7 +125,7 @@ def test_sys_exit_zero_in_run_ends_run_normally(life):
         ("segfault", "process killed by SIGSEGV (signal 11)"),
     ],
 )
-def test_process_death_without_report(life, how, expected):
+def test_process_death_without_report(life, how, expected, spawn_path):
     result, marks = life(fail_in="run", how=how)
     assert result.ret == 1
     t = result.job.tasks["t"]
@@ -135,7 +135,7 @@ def test_process_death_without_report(life, how, expected):
     assert marks == ["on_create", "run"]  # nothing ran after the process died
 
 
-def test_segfault_stack_reaches_the_task_log(life):
+def test_segfault_stack_reaches_the_task_log(life, spawn_path):
     result, _ = life(fail_in="run", how="segfault")
     raw = [c.record.message for c in result.recorder.getcalls("flowmancer_task_log") if c.record.stream == "raw"]
     assert any("Fatal Python error: Segmentation fault" in m for m in raw)

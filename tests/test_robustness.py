@@ -124,7 +124,7 @@ def pid_alive(pid):
 # -- timeouts ---------------------------------------------------------------------------------------
 
 
-def test_timeout_stops_the_task_runs_on_abort_and_retries(project):
+def test_timeout_stops_the_task_runs_on_abort_and_retries(project, spawn_path):
     project.make_jobdef(
         "tasks:\n  slow: {task: Sleepy, timeout: 0.5, max_attempts: 2}\n  after: {task: Mark, dependencies: [slow]}\n"
     )
@@ -147,7 +147,7 @@ def test_infinite_loop_is_reported_as_timed_out_via_config_default(project):
     assert result.job.tasks["spin"].result.error == "timed out after 0.3 s"
 
 
-def test_task_ignoring_sigterm_is_killed_after_the_grace_period(project):
+def test_task_ignoring_sigterm_is_killed_after_the_grace_period(project, spawn_path):
     project.make_jobdef(
         "config: {abort_grace_seconds: 0.5}\ntasks:\n  stubborn: {task: Sleepy, timeout: 0.3, parameters: {ignore_term: true}}\n"
     )
@@ -292,7 +292,7 @@ def _wait_files(project, *names, timeout=20):
         time.sleep(0.02)
 
 
-def test_sigint_aborts_cleanly_and_restart_completes(project):
+def test_sigint_aborts_cleanly_and_restart_completes(project, spawn_path):
     project.make_jobdef(
         "config: {name: abortme}\ntasks:\n  first: {task: Mark}\n"
         "  s1: {task: Sleepy, dependencies: [first], parameters: {spawn_child: true}}\n"
@@ -329,7 +329,7 @@ def test_sigint_aborts_cleanly_and_restart_completes(project):
     assert "first ran" not in marks(project) and "last ran" in marks(project)
 
 
-def test_second_ctrl_c_kills_at_once(project):
+def test_second_ctrl_c_kills_at_once(project, spawn_path):
     project.make_jobdef("tasks:\n  stubborn: {task: Sleepy, parameters: {ignore_term: true}}\n")
     proc = _start(project)
     _wait_files(project, "pid-stubborn.txt")
@@ -352,7 +352,7 @@ def test_second_ctrl_c_kills_at_once(project):
 # -- resource exhaustion ----------------------------------------------------------------------------
 
 
-def test_memory_limit(project):
+def test_memory_limit(project, spawn_path):
     project.make_jobdef(
         "tasks:\n  hog: {task: Hog, memory_limit_mb: 100}\n  fine: {task: Hog, parameters: {megabytes: 10}, memory_limit_mb: 100}\n"
     )
@@ -363,7 +363,7 @@ def test_memory_limit(project):
     assert result.states()["fine"] == "COMPLETED"
 
 
-def test_a_million_lines_and_a_50_mb_line_do_not_deadlock(project):
+def test_a_million_lines_and_a_50_mb_line_do_not_deadlock(project, spawn_path):
     project.make_jobdef(
         "tasks:\n  lines: {task: Flood, parameters: {lines: 1000000}}\n  big: {task: Flood, parameters: {one_line_mb: 50}}\n"
     )

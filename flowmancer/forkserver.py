@@ -1,0 +1,387 @@
+"""A lean process that forks the task processes (used by the ``spawn`` plugin on Linux for bigger jobs).
+
+Why: ``fork()`` costs in proportion to what the forking process has mapped, and every child then pays
+copy-on-write faults on it. The scheduler carries pluggy, PyYAML, the job model, the plugins and a
+``TaskRun`` per task; a fresh interpreter that has imported only the task modules forks several times
+faster. The scheduler starts it at the first spawn, forks tasks itself until it is ready, and falls back
+to forking itself for anything it cannot hand over (a task class it could not import, a huge request)
+or when it dies.
+
+Protocol: length-prefixed records over a Unix stream socket pair (a datagram socket's queue holds only
+``net.unix.max_dgram_qlen`` messages, often 10, which would serialise the two processes). File
+descriptors ride with the record that needs them and, arriving in order, are taken in order.
+
+- scheduler -> server: ``b"I"`` + pickled init (``sys.path``, the modules to import), then spawn requests
+  ``b"F" + id + pickled arguments`` carrying two file descriptors (the task's event and raw-output
+  pipes, write ends). Requests are pipelined: the scheduler keeps working while the server forks.
+- server -> scheduler: ``b"R" + pickled {module: file}`` once ready; ``b"S" + id + pid`` carrying the
+  child's pidfd (the scheduler's sentinel, opened by the server before the child can be reaped);
+  ``b"X" + pid + exit code`` after reaping it.
+"""
+
+from __future__ import annotations
+
+import array
+import gc
+import os
+import pickle
+import select
+import selectors
+import signal
+import socket
+import struct
+import sys
+from collections import deque
+from typing import Any, Optional
+
+_LEN = struct.Struct("=I")
+_SPAWNED = struct.Struct("=Qi")  # request id, pid
+_EXITED = struct.Struct("=ii")  # pid, exit code (negative: killed by that signal)
+_ID = struct.Struct("=Q")
+_MAX_FDS = 16  # room in one read's control buffer: a read never spans two records that carry fds
+#: requests sent but not answered yet: enough to overlap the two processes, few enough to stay in the buffers
+PIPELINE = 32
+
+
+class _Channel:
+    """Records over a stream socket, with the file descriptors sent along with them, in order."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.fds: deque[int] = deque()
+
+    def fill(self, flags: int = 0) -> bool:
+        """Read what is there (``BlockingIOError`` if nothing and non-blocking); ``False`` at EOF."""
+        fds = array.array("i")
+        msg, ancdata, _, _ = self.sock.recvmsg(
+            1 << 16, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize), flags | socket.MSG_CMSG_CLOEXEC
+        )
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+        self.fds.extend(fds)
+        self.buf += msg
+        return bool(msg)
+
+    def records(self) -> list[bytes]:
+        """The complete records received so far (taken out of the buffer)."""
+        out = []
+        pos = 0
+        buf = self.buf
+        while len(buf) - pos >= _LEN.size:
+            (size,) = _LEN.unpack_from(buf, pos)
+            if len(buf) - pos - _LEN.size < size:
+                break
+            out.append(bytes(buf[pos + _LEN.size : pos + _LEN.size + size]))
+            pos += _LEN.size + size
+        del buf[:pos]
+        return out
+
+    @staticmethod
+    def frame(record: bytes) -> bytes:
+        return _LEN.pack(len(record)) + record
+
+
+class ServerGone(Exception):
+    """The fork server is not there (any more): fork in the scheduler instead."""
+
+
+class ServedChild:
+    """A task process forked by the server: the ``ForkedChild`` interface for ``ProcessHandle``. Its pid
+    and pidfd arrive with the server's answer, read when first needed, so requests overlap."""
+
+    def __init__(self, server: ForkServer, req: int) -> None:
+        self.server = server
+        self.req = req
+        self._pid: Optional[int] = None
+        self._sentinel: Optional[int] = None
+        self.exitcode: Optional[int] = None
+        self._reaped = False
+        self.lost = False  # the server died before answering: the task most likely never started
+
+    def _resolve(self) -> None:
+        if self._sentinel is None:
+            try:
+                self._pid, self._sentinel = self.server.answer(self.req)
+            except ServerGone:  # it died with our request: no process to signal; a sentinel ready at once
+                r, w = os.pipe()
+                os.close(w)
+                self._sentinel, self._reaped, self.lost = r, True, True
+
+    @property
+    def pid(self) -> Optional[int]:
+        self._resolve()
+        return self._pid
+
+    @property
+    def sentinel(self) -> int:
+        self._resolve()
+        assert self._sentinel is not None
+        return self._sentinel
+
+    def join(self) -> Optional[int]:
+        """The exit code the server reported (``None`` if the server died before reaping it)."""
+        self._resolve()
+        if not self._reaped and self._pid is not None:
+            self._reaped = True
+            self.exitcode = self.server.exitcode(self._pid)
+        return self.exitcode
+
+    def close(self) -> None:
+        if self._sentinel is not None and self._sentinel >= 0:
+            os.close(self._sentinel)
+            self._sentinel = -1
+
+
+class ForkServer:
+    """The scheduler's side: start the server, hand it spawn requests, collect answers and exit codes."""
+
+    def __init__(self, modules: dict[str, Optional[str]]) -> None:
+        """``modules``: the task modules to import there, with the file each was loaded from here."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.chan = _Channel(ours)
+        self.expected = modules
+        self.usable: set[str] = set()  # modules the server imported from the same file, once ready
+        self.ready = False
+        self.alive = True
+        self._exits: dict[int, int] = {}
+        self._answers: dict[int, tuple[int, int]] = {}
+        self._seq = 0  # requests sent
+        self._answered = 0
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.set_inheritable(theirs.fileno(), True)
+            code = "import sys; from flowmancer.forkserver import serve; serve(int(sys.argv[1]))"
+            self.pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-c", code, str(theirs.fileno())],
+                os.environ,
+                # its output must not show: a task module printing at import would print twice
+                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)],
+            )
+        finally:
+            theirs.close()
+            os.close(devnull)
+        ours.setblocking(False)
+        self._send(b"I" + pickle.dumps({"path": list(sys.path), "modules": list(modules)}))
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    def _take(self, block: bool) -> bool:
+        """Read and file what has arrived; ``False`` if nothing did (non-blocking) or the server is gone."""
+        if not self.alive:
+            return False
+        if block:
+            select.select([self.chan.sock], [], [])
+        try:
+            if not self.chan.fill():
+                self._gone()
+                return False
+        except BlockingIOError:
+            return False
+        except OSError:
+            self._gone()
+            return False
+        for rec in self.chan.records():
+            kind, body = rec[:1], rec[1:]
+            if kind == b"X":
+                pid, code = _EXITED.unpack(body)
+                self._exits[pid] = code
+            elif kind == b"S":
+                req, pid = _SPAWNED.unpack(body)
+                self._answers[req] = (pid, self.chan.fds.popleft())
+                self._answered += 1
+            elif kind == b"R":
+                loaded = pickle.loads(body)
+                self.usable = {m for m, file in self.expected.items() if m in loaded and loaded[m] == file}
+                self.ready = True
+        return True
+
+    def _gone(self) -> None:
+        if self.alive:
+            self.alive = self.ready = False
+            self.chan.sock.close()
+
+    def poll(self) -> bool:
+        """Read what has arrived without waiting; ``True`` once the server can take requests."""
+        while self._take(block=False):
+            pass
+        return self.ready
+
+    def serves(self, module: str) -> bool:
+        """Can it fork tasks of a class from ``module`` (after ``poll``)?"""
+        return self.ready and module in self.usable
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def _send(self, record: bytes, fds: tuple[int, ...] = ()) -> None:
+        """Send one record without ever blocking on a server that is itself waiting for us to read."""
+        data = memoryview(_Channel.frame(record))
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        while data:
+            try:
+                sent = self.chan.sock.sendmsg([data], anc)
+            except BlockingIOError:
+                readable, _, _ = select.select([self.chan.sock], [self.chan.sock], [])
+                if readable:
+                    self._take(block=False)
+                continue
+            except OSError as exc:
+                self._gone()
+                raise ServerGone() from exc
+            data, anc = data[sent:], []
+
+    def spawn(self, payload: bytes, fds: tuple[int, int]) -> ServedChild:
+        """Ask for a task process running ``child_main`` with the pickled ``payload`` arguments. The
+        answer is read when the pid or sentinel is first needed; the caller may close ``fds`` now."""
+        if not self.alive:
+            raise ServerGone()
+        while self._seq - self._answered >= PIPELINE and self._take(block=True):
+            pass
+        self._seq += 1
+        self._send(b"F" + _ID.pack(self._seq) + payload, fds)
+        return ServedChild(self, self._seq)
+
+    def answer(self, req: int) -> tuple[int, int]:
+        """The pid and pidfd of request ``req``."""
+        while req not in self._answers:
+            if not self._take(block=True):
+                raise ServerGone()
+        return self._answers.pop(req)
+
+    def exitcode(self, pid: int) -> Optional[int]:
+        """Called once the child's pidfd is readable: the server reaps it at once and reports."""
+        while pid not in self._exits:
+            if not self._take(block=True):
+                return None
+        return self._exits.pop(pid)
+
+    def close(self) -> None:
+        """End the server (it exits when the socket closes) and reap it."""
+        self._gone()
+        for pidfd in (a[1] for a in self._answers.values()):
+            os.close(pidfd)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+# -- the server process ----------------------------------------------------------------------------
+
+
+def serve(fd: int) -> None:
+    """Main loop of the server process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler coordinates Ctrl-C and SIGTERM
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    chan = _Channel(socket.socket(fileno=fd))
+    init = _first(chan)
+    if init is None:
+        return
+    sys.path[:] = init["path"]
+    from importlib import import_module
+    from multiprocessing.connection import Connection  # noqa: F401 - imported once here, not in every child
+
+    from .worker import child_main  # noqa: F401
+
+    loaded: dict[str, Optional[str]] = {}
+    for name in init["modules"]:
+        try:
+            loaded[name] = getattr(import_module(name), "__file__", None)
+        except BaseException:  # noqa: BLE001 - the scheduler forks that module's tasks itself
+            pass
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sock = chan.sock
+    gc.freeze()  # children never scan (and so never copy-on-write) what the server imported
+    _reply(sock, b"R" + pickle.dumps(loaded))
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    closing = (sock.fileno(), wake_r, wake_w, sel.fileno())
+    while True:
+        for key, _ in sel.select():
+            if key.fd == wake_r:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            else:
+                if not chan.fill():  # the scheduler is gone or done
+                    return
+                for rec in chan.records():
+                    fds = [chan.fds.popleft(), chan.fds.popleft()]
+                    _fork(sock, rec, fds, closing)
+        _reap(sock)
+
+
+def _first(chan: _Channel) -> Optional[dict[str, Any]]:
+    """The init record (the scheduler sends nothing else before the server is ready)."""
+    while True:
+        records = chan.records()
+        if records:
+            return pickle.loads(records[0][1:])  # type: ignore[no-any-return]
+        if not chan.fill():
+            return None
+
+
+def _reply(sock: socket.socket, record: bytes, fds: tuple[int, ...] = ()) -> None:
+    data = _Channel.frame(record)
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sent = sock.sendmsg([data], anc)  # a signal can cut a stream write short: send the rest
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+def _fork(sock: socket.socket, rec: bytes, fds: list[int], closing: tuple[int, ...]) -> None:
+    (req,) = _ID.unpack_from(rec, 1)
+    pid = os.fork()
+    if pid == 0:
+        _child(rec[1 + _ID.size :], fds, closing)
+    try:
+        os.setpgid(pid, pid)  # as the child does: no window in which a group signal misses it
+    except OSError:
+        pass
+    pidfd = os.pidfd_open(pid)
+    for f in fds:
+        os.close(f)
+    try:
+        _reply(sock, b"S" + _SPAWNED.pack(req, pid), (pidfd,))
+    finally:
+        os.close(pidfd)
+    _reap(sock)
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _reply(sock, b"X" + _EXITED.pack(pid, os.waitstatus_to_exitcode(status)))
+
+
+def _child(payload: bytes, fds: list[int], closing: tuple[int, ...]) -> None:
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the task's own subprocesses need the default
+        for f in closing:
+            os.close(f)
+        from multiprocessing.connection import Connection
+
+        from .worker import child_main
+
+        event_w, raw_w = fds
+        args: Any = pickle.loads(payload)
+        child_main(Connection(event_w, readable=False), raw_w, *args)
+        code = 0
+    finally:
+        os._exit(code)

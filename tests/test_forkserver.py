@@ -1,0 +1,129 @@
+"""The fork server: who forks the task processes, and what happens when it cannot or dies.
+
+The behaviour tests of task processes (deaths, timeouts, Ctrl-C, memory limits, output floods) run on
+both paths through the ``spawn_path`` fixture; these check the server itself.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from flowmancer.exitcode import ExitCode
+
+TASKS = """
+import os
+import signal
+import time
+from flowmancer.task import Task, task
+
+
+def parent_kind():
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+        return "server" if b"flowmancer.forkserver" in f.read() else "direct"
+
+
+@task
+class Who(Task):
+    kill_server: bool = False
+    sleep: float = 0.0
+
+    def run(self):
+        kind = parent_kind()
+        with open("who.txt", "a") as f:
+            f.write(f"{self.task_info.name} {kind} {os.getppid()}\\n")
+        if self.kill_server and kind == "server" and not os.path.exists("killed"):
+            open("killed", "w").write(self.task_info.name)
+            os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(self.sleep)
+        print(f"{self.task_info.name} says hi")
+"""
+
+
+@pytest.fixture
+def project(fmtester, monkeypatch):
+    monkeypatch.delenv("FLOWMANCER_FORK_SERVER", raising=False)
+    fmtester.make_tasks(TASKS)
+    return fmtester
+
+
+def who(project) -> dict[str, tuple[str, int]]:
+    rows = [line.split() for line in (project.path / "who.txt").read_text().splitlines()]
+    return {name: (kind, int(ppid)) for name, kind, ppid in rows}
+
+
+def jobdef(n: int, params: str = "", config: str = "", gate: float = 0.0) -> str:
+    """``n`` tasks; with ``gate`` the first sleeps that long and the others depend on it (so they start
+    once the server is up)."""
+    lines = [f"config: {{max_concurrency: 2{config}}}", "tasks:"]
+    for i in range(n):
+        deps = ", dependencies: [t0]" if gate and i else ""
+        p = f"sleep: {gate}" if gate and not i else params
+        lines.append(f"  t{i}: {{task: Who{deps}, parameters: {{{p}}}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_small_jobs_fork_directly_big_ones_use_the_server(project):
+    project.make_jobdef(jobdef(3))
+    assert project.run().ret == 0
+    assert {kind for kind, _ in who(project).values()} == {"direct"}
+    assert {ppid for _, ppid in who(project).values()} == {os.getpid()}
+
+    (project.path / "who.txt").unlink()
+    project.make_jobdef(jobdef(60, gate=1.0))
+    result = project.run()
+    assert result.ret == 0
+    assert {who(project)[f"t{i}"][0] for i in range(1, 60)} == {"server"}
+    # output still reaches the loggers with the right task
+    assert "t59 says hi" in (next((project.path / "logs").glob("*/t59.log"))).read_text()
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("1", "server"), ("0", "direct")])
+def test_environment_variable_forces_the_choice(project, monkeypatch, setting, expected):
+    monkeypatch.setenv("FLOWMANCER_FORK_SERVER", setting)
+    project.make_jobdef(jobdef(3 if setting == "1" else 60, gate=1.0))
+    assert project.run().ret == 0
+    assert {who(project)[f"t{i}"][0] for i in range(1, 3)} == {expected}
+
+
+def test_server_killed_mid_run_the_job_still_completes(project):
+    project.make_jobdef(jobdef(60, "kill_server: true", config=", task_defaults: {max_attempts: 3}", gate=1.0))
+    result = project.run()
+    assert result.ret == ExitCode.OK, result.stdout
+    assert all(t.state.value == "COMPLETED" for t in result.job)
+    killer = (project.path / "killed").read_text()
+    assert who(project)[killer][0] == "server"
+    assert who(project)["t59"][0] == "direct"  # after its death the scheduler forks the tasks itself
+
+
+def test_class_the_server_cannot_import_is_forked_directly(project, monkeypatch):
+    """A task class defined in the user's own driver script (``__main__``) is not importable elsewhere."""
+    monkeypatch.setenv("FLOWMANCER_FORK_SERVER", "1")
+    project.makefile(
+        "main.py",
+        """
+        import os
+        from flowmancer import Flowmancer
+        from flowmancer.task import Task, task
+
+        @task
+        class Local(Task):
+            def run(self):
+                with open("local.txt", "a") as f:
+                    f.write(f"{self.task_info.name} {os.getppid()}\\n")
+
+        if __name__ == "__main__":
+            print("driver", os.getpid())
+            raise SystemExit(Flowmancer().start())
+        """,
+    )
+    project.make_jobdef(
+        "tasks:\n  a: {task: Who, parameters: {sleep: 1.0}}\n  b: {task: Local, dependencies: [a]}\n"
+        "  c: {task: Who, dependencies: [a]}\n"
+    )
+    result = project.run_python("main.py", "-j", "job.yaml")
+    assert result.ret == 0, result.stdout + result.stderr
+    driver = int(result.stdout.split("driver ")[1].split()[0])
+    assert (project.path / "local.txt").read_text().split()[1] == str(driver)
+    assert who(project)["c"][0] == "server"
