@@ -91,6 +91,8 @@ class ServedChild:
     """A task process forked by the server: the ``ForkedChild`` interface for ``ProcessHandle``. Its pid
     and pidfd arrive with the server's answer, read when first needed, so requests overlap."""
 
+    served = True
+
     def __init__(self, server: ForkServer, req: int) -> None:
         self.server = server
         self.req = req
@@ -281,9 +283,8 @@ def serve(fd: int) -> None:
         return
     sys.path[:] = init["path"]
     from importlib import import_module
-    from multiprocessing.connection import Connection  # noqa: F401 - imported once here, not in every child
 
-    from .worker import child_main  # noqa: F401
+    from .worker import child_main  # noqa: F401 - imported once here, not in every child
 
     loaded: dict[str, Optional[str]] = {}
     for name in init["modules"]:
@@ -375,13 +376,11 @@ def _child(payload: bytes, fds: list[int], closing: tuple[int, ...]) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the task's own subprocesses need the default
         for f in closing:
             os.close(f)
-        from multiprocessing.connection import Connection
-
-        from .worker import child_main
+        from .worker import PipeWriter, child_main
 
         event_w, raw_w = fds
         args: Any = pickle.loads(payload)
-        child_main(Connection(event_w, readable=False), raw_w, *args)
+        child_main(PipeWriter(event_w), raw_w, *args)
         code = 0
     finally:
         os._exit(code)

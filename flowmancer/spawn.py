@@ -14,13 +14,14 @@ import signal
 import sys
 import time
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
-from .forkserver import ForkServer, ServedChild, ServerGone
 from .markers import hookimpl
-from .worker import child_main
+from .worker import PipeWriter, child_main
 
 if TYPE_CHECKING:
+    from .forkserver import ForkServer
     from .job import Job, TaskRun
 
 _RAW_CHUNK = 1 << 16
@@ -171,7 +172,8 @@ class ProcessHandle:
             if method == "fork" and hasattr(os, "pidfd_open"):
                 self.proc: Any = _served(job, task, args, child_conn.fileno(), raw_w)
                 if self.proc is None:
-                    self.proc = fork_child(child_main, (child_conn, raw_w, *args), close_in_child=(self.conn, raw_r))
+                    writer = PipeWriter(child_conn.fileno())
+                    self.proc = fork_child(child_main, (writer, raw_w, *args), close_in_child=(self.conn, raw_r))
             else:
                 self.proc = ctx.Process(
                     target=child_main, args=(child_conn, raw_w, *args), name=f"flowmancer:{task.name}", daemon=True
@@ -181,7 +183,7 @@ class ProcessHandle:
             child_conn.close()
             if raw_w is not None:
                 os.close(raw_w)
-        if not isinstance(self.proc, ServedChild):  # the server does this for its children
+        if not getattr(self.proc, "served", False):  # the server does this for its children
             try:  # also set from here: no window in which a signal to the group misses the child
                 os.setpgid(self.proc.pid, self.proc.pid)
             except OSError:
@@ -214,8 +216,8 @@ class ProcessHandle:
         elif self.raw is not None and waitable == self.raw:
             os.close(self.raw)
             self.raw = None
-        elif waitable == self.proc.sentinel and isinstance(self.proc, (ForkedChild, ServedChild)):
-            self.proc.close()
+        elif waitable == self.proc.sentinel and hasattr(self.proc, "close") and not isinstance(self.proc, BaseProcess):
+            self.proc.close()  # our pidfd (ForkedChild, ServedChild); multiprocessing closes its own
 
     def _read_conn(self, events: list[dict[str, Any]]) -> None:
         conn: Connection = self.conn
@@ -279,7 +281,7 @@ class ProcessHandle:
 
 _SERVER = "spawn.forkserver"
 #: jobs with at least this many tasks get a fork server (its start-up costs about one interpreter start)
-FORK_SERVER_MIN_TASKS = 50
+FORK_SERVER_MIN_TASKS = 300
 
 
 def _server(job: Job) -> Optional[ForkServer]:
@@ -297,7 +299,10 @@ def _server(job: Job) -> Optional[ForkServer]:
             file = getattr(module, "__file__", None)
             if file and t.cls.__module__ != "__main__":
                 modules[t.cls.__module__] = file
-        server = ForkServer(modules) if modules else None
+        if modules:
+            from .forkserver import ForkServer  # only now: it pulls in the socket machinery
+
+            server = ForkServer(modules)
     job.stash[_SERVER] = server
     return server
 
@@ -311,6 +316,8 @@ def _served(job: Job, task: TaskRun, args: tuple[Any, ...], event_w: int, raw_w:
         payload = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - a parameter value pickle cannot take: fork here, where no copy is needed
         return None
+    from .forkserver import ServerGone
+
     try:
         return server.spawn(payload, (event_w, raw_w))
     except ServerGone:

@@ -11,6 +11,7 @@ import os
 import pytest
 
 from flowmancer.exitcode import ExitCode
+from flowmancer.spawn import FORK_SERVER_MIN_TASKS
 
 TASKS = """
 import os
@@ -71,23 +72,25 @@ def test_small_jobs_fork_directly_big_ones_use_the_server(project):
     assert {ppid for _, ppid in who(project).values()} == {os.getpid()}
 
     (project.path / "who.txt").unlink()
-    project.make_jobdef(jobdef(60, gate=1.0))
+    n = FORK_SERVER_MIN_TASKS
+    project.make_jobdef(jobdef(n, gate=1.0))
     result = project.run()
     assert result.ret == 0
-    assert {who(project)[f"t{i}"][0] for i in range(1, 60)} == {"server"}
+    assert {who(project)[f"t{i}"][0] for i in range(1, n)} == {"server"}
     # output still reaches the loggers with the right task
-    assert "t59 says hi" in (next((project.path / "logs").glob("*/t59.log"))).read_text()
+    assert f"t{n - 1} says hi" in (next((project.path / "logs").glob(f"*/t{n - 1}.log"))).read_text()
 
 
 @pytest.mark.parametrize(("setting", "expected"), [("1", "server"), ("0", "direct")])
 def test_environment_variable_forces_the_choice(project, monkeypatch, setting, expected):
     monkeypatch.setenv("FLOWMANCER_FORK_SERVER", setting)
-    project.make_jobdef(jobdef(3 if setting == "1" else 60, gate=1.0))
+    project.make_jobdef(jobdef(3 if setting == "1" else FORK_SERVER_MIN_TASKS, gate=1.0))
     assert project.run().ret == 0
     assert {who(project)[f"t{i}"][0] for i in range(1, 3)} == {expected}
 
 
-def test_server_killed_mid_run_the_job_still_completes(project):
+def test_server_killed_mid_run_the_job_still_completes(project, monkeypatch):
+    monkeypatch.setenv("FLOWMANCER_FORK_SERVER", "1")
     project.make_jobdef(jobdef(60, "kill_server: true", config=", task_defaults: {max_attempts: 3}", gate=1.0))
     result = project.run()
     assert result.ret == ExitCode.OK, result.stdout
