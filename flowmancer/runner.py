@@ -20,7 +20,7 @@ from typing import Any, Optional
 from .events import ExecutionState, LogRecord, Severity, TaskResult
 from .job import Job, TaskRun
 from .markers import hookimpl
-from .spawn import describe_exit
+from .spawn import TaskHandle, describe_exit
 
 S = ExecutionState
 _SATISFIED = (S.COMPLETED, S.SKIPPED)
@@ -91,8 +91,10 @@ class Scheduler:
         self.ready: list[tuple[int, str]] = []  # heap by YAML order
         self.timers: list[tuple[float, int, str, str, int]] = []  # (when, seq, kind, task, attempt)
         self.selector = selectors.DefaultSelector()
-        self.by_fd: dict[int, tuple[Any, TaskRun]] = {}  # watched file descriptor -> (waitable, task)
-        self.registered: dict[str, dict[Any, int]] = {}  # waitables per running task -> their fd
+        self.by_fd: dict[int, tuple[Any, TaskRun, TaskHandle]] = {}  # watched fd -> (waitable, task, handle)
+        self.registered: dict[int, dict[Any, int]] = {}  # id(handle) -> its watched waitables -> their fd
+        #: attempts that reported success and were settled while their process still exits: id -> (task, handle)
+        self.lingering: dict[int, tuple[TaskRun, TaskHandle]] = {}
         self.finished_events: dict[str, dict[str, Any]] = {}
         self.open = 0  # tasks not yet in a final state
         self.aborting = False
@@ -162,7 +164,7 @@ class Scheduler:
         started: list[TaskRun] = []
         try:
             while self.ready and not self.aborting and not self.job.stopping:
-                if len(self.job.running) >= self.fd_budget:  # "no limit" still cannot exceed open files
+                if len(self.job.running) + len(self.lingering) >= self.fd_budget:  # "no limit" has a limit too
                     return
                 _, name = self.ready[0]
                 task = self.job.tasks[name]
@@ -184,7 +186,7 @@ class Scheduler:
             # Watched after the whole batch: a spawner may still be forking the first ones meanwhile.
             for task in started:
                 if task.handle is not None:
-                    self._watch(task)
+                    self._watch(task, task.handle)
 
     def _spawn(self, task: TaskRun) -> None:
         task.attempt += 1
@@ -192,7 +194,7 @@ class Scheduler:
         handle = self.hook.flowmancer_task_spawn(job=self.job, task=task)
         task.handle = handle
         self.job.running[task.name] = task
-        self.registered[task.name] = {}
+        self.registered[id(handle)] = {}
         self.job.set_state(task, S.RUNNING)
         timeout = self.hook.flowmancer_task_timeout(job=self.job, task=task)
         if timeout:
@@ -201,40 +203,47 @@ class Scheduler:
 
     # -- watching ----------------------------------------------------------------------------------
 
-    def _watch(self, task: TaskRun) -> None:
-        """Bring the epoll set in line with what the task's handle wants watched now."""
-        assert task.handle is not None
-        mine = self.registered[task.name]
-        live = task.handle.waitables()
+    def _watch(self, task: TaskRun, handle: TaskHandle) -> None:
+        """Bring the epoll set in line with what ``handle`` wants watched now."""
+        mine = self.registered[id(handle)]
+        live = handle.waitables()
         for w in [w for w in mine if w not in live]:
-            self._unwatch(task, w)
+            self._unwatch(handle, w)
         for w in live:
             if w not in mine:
                 fd = w if isinstance(w, int) else w.fileno()
                 self.selector.register(fd, selectors.EVENT_READ)
-                self.by_fd[fd] = (w, task)
+                self.by_fd[fd] = (w, task, handle)
                 mine[w] = fd
 
-    def _unwatch(self, task: TaskRun, w: Any) -> None:
+    def _unwatch(self, handle: TaskHandle, w: Any) -> None:
         """Stop watching ``w``, then let the handle close it (in that order: see ``TaskHandle.release``)."""
-        fd = self.registered[task.name].pop(w)
+        fd = self.registered[id(handle)].pop(w)
         self.selector.unregister(fd)
         del self.by_fd[fd]
-        release = getattr(task.handle, "release", None)
+        release = getattr(handle, "release", None)
         if release is not None:
             release(w)
 
+    def _forget(self, handle: TaskHandle) -> None:
+        for w in list(self.registered[id(handle)]):
+            self._unwatch(handle, w)
+        del self.registered[id(handle)]
+        self.lingering.pop(id(handle), None)
+
     # -- events ----------------------------------------------------------------------------------
 
-    def _handle(self, task: TaskRun, ready: set[Any]) -> None:
-        assert task.handle is not None
-        for ev in task.handle.read(ready):
+    def _handle(self, task: TaskRun, handle: TaskHandle, ready: set[Any]) -> None:
+        settle = False
+        for ev in handle.read(ready):
             kind = ev["event"]
+            if handle is not task.handle:  # settled already, its process is exiting: only the exit matters
+                if kind == "exit":
+                    self._forget(handle)
+                    return
+                continue
             if kind == "log":
-                sev = Severity(ev["severity"])
-                for line in ev["lines"]:
-                    rec = LogRecord(task.name, task.attempt, ev["stream"], sev, line, ev["ts"])
-                    self.hook.flowmancer_task_log(job=self.job, task=task, record=rec)
+                self._log(task, ev)
             elif kind == "shared":
                 deleted = ev["op"] != "set"
                 if deleted:
@@ -246,10 +255,27 @@ class Scheduler:
                 )
             elif kind == "finished":
                 self.finished_events[task.name] = ev
+                settle = ev["ok"] and not self.aborting and "timed_out" not in task.stash
             elif kind == "exit":
+                self._forget(handle)
                 self._attempt_over(task, ev.get("exitcode"))
-        if task.handle is not None:
-            self._watch(task)
+                return
+        if settle:
+            # Its code is done: settle now and let dependents start while the process tears down. Output it
+            # wrote below Python before reporting is in the pipe already: log it first.
+            for late in getattr(handle, "drain", list)():
+                if late["event"] == "log":
+                    self._log(task, late)
+            self.lingering[id(handle)] = (task, handle)
+            self._timer(self.grace, "linger", task)
+            self._attempt_over(task, 0)
+        self._watch(task, handle)
+
+    def _log(self, task: TaskRun, ev: dict[str, Any]) -> None:
+        sev = Severity(ev["severity"])
+        for line in ev["lines"]:
+            rec = LogRecord(task.name, task.attempt, ev["stream"], sev, line, ev["ts"])
+            self.hook.flowmancer_task_log(job=self.job, task=task, record=rec)
 
     def _result(self, task: TaskRun, exitcode: Optional[int]) -> TaskResult:
         fin = self.finished_events.pop(task.name, None)
@@ -285,9 +311,6 @@ class Scheduler:
         return result
 
     def _attempt_over(self, task: TaskRun, exitcode: Optional[int]) -> None:
-        for w in list(self.registered[task.name]):
-            self._unwatch(task, w)
-        del self.registered[task.name]
         task.handle = None
         del self.job.running[task.name]
         result = self._result(task, exitcode)
@@ -323,6 +346,10 @@ class Scheduler:
             elif kind == "kill" and current:
                 assert task.handle is not None
                 task.handle.kill()
+            elif kind == "linger":  # reported success but its process does not end: stop waiting for it
+                for t, h in list(self.lingering.values()):
+                    if t is task and h is not task.handle:
+                        h.kill()
 
     # -- abort -----------------------------------------------------------------------------------
 
@@ -332,6 +359,8 @@ class Scheduler:
             for t in self.job.running.values():
                 if t.handle is not None:
                     t.handle.kill()
+            for _, h in self.lingering.values():
+                h.kill()
             return
         self.aborting = True
         if signum:
@@ -391,12 +420,12 @@ class Scheduler:
             self._settle(stack.pop())
         with _SignalWatch() as sigs, self.selector:
             self.selector.register(sigs.r, selectors.EVENT_READ)
-            while self.open > 0 or job.running:
-                if self.aborting and not job.running:
+            while self.open > 0 or job.running or self.lingering:
+                if self.aborting and not job.running and not self.lingering:
                     break
                 self._start_ready()
                 self._honour_stop()
-                if not job.running and not self.timers:
+                if not job.running and not self.lingering and not self.timers:
                     if self.ready and not job.stopping:
                         raise RuntimeError("a flowmancer_task_can_start hook refuses every task while none runs")
                     break
@@ -405,18 +434,18 @@ class Scheduler:
                 if wake:
                     timeout = min(wake) if timeout is None else min(timeout, *wake)
                 ready: set[Any] = set()
-                tasks: dict[str, TaskRun] = {}
+                handles: dict[int, tuple[TaskRun, TaskHandle]] = {}
                 for key, _ in self.selector.select(timeout):
                     if key.fd == sigs.r:
                         sigs.drain()
                         continue
-                    w, task = self.by_fd[key.fd]
+                    w, task, handle = self.by_fd[key.fd]
                     ready.add(w)
-                    tasks[task.name] = task
+                    handles[id(handle)] = (task, handle)
                 self._take_signals(sigs)
-                for task in tasks.values():
-                    if task.handle is not None:
-                        self._handle(task, ready)
+                for task, handle in handles.values():
+                    if id(handle) in self.registered:
+                        self._handle(task, handle, ready)
                 self._fire_timers()
             self._take_signals(sigs)  # one that raced the last task's exit still counts
 

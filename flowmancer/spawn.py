@@ -39,6 +39,10 @@ class TaskHandle(Protocol):
     def read(self, ready: set[Any]) -> list[dict[str, Any]]:
         """Events available now (never blocks). The last one is ``{"event": "exit", ...}`` once done."""
 
+    def drain(self) -> list[dict[str, Any]]:
+        """Optional: events available now without waiting, called when the task reported success and is
+        settled before its process has exited (``ProcessHandle`` returns buffered raw output)."""
+
     def release(self, waitable: Any) -> None:
         """The scheduler no longer watches ``waitable``: close it now. A handle never closes a waitable
         itself, since a forked task may still hold a copy of it and the scheduler's epoll set would keep
@@ -249,6 +253,12 @@ class ProcessHandle:
             events.append(raw_event(lines))
         if final:
             self._raw_open = False
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Output written below Python that is already in the pipe (the task reported its result)."""
+        events: list[dict[str, Any]] = []
+        self._read_raw(events)
+        return events
 
     def read(self, ready: set[Any]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -193,3 +194,37 @@ def test_no_limit_still_respects_open_file_limits(recorder_project):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "400 completed" in proc.stdout
+
+
+def test_success_settles_before_the_process_exits_without_losing_output(fmtester, spawn_path):
+    """A task that reported success is settled at once (its dependents start while its process tears
+    down); output it wrote below Python just before still reaches its log, and every process is reaped."""
+    fmtester.make_tasks(
+        """
+import os
+from flowmancer.task import Task, task
+
+@task
+class Raw(Task):
+    def run(self):
+        print(f"{self.task_info.name} python")
+        with open("pids.txt", "a") as f:
+            f.write(f"{os.getpid()}\\n")
+
+    def on_destroy(self):
+        os.write(1, f"{self.task_info.name} raw\\n".encode())
+"""
+    )
+    n = 20
+    fmtester.make_jobdef(
+        "tasks:\n  t0: {task: Raw}\n"
+        + "".join(f"  t{i}: {{task: Raw, dependencies: [t{i - 1}]}}\n" for i in range(1, n))
+    )
+    result = fmtester.run()
+    assert result.ret == 0
+    logs = {p.stem: p.read_text() for p in next((fmtester.path / "logs").iterdir()).glob("t*.log")}
+    for i in range(n):
+        assert f"t{i} python" in logs[f"t{i}"] and f"t{i} raw" in logs[f"t{i}"], logs[f"t{i}"]
+        assert result.job.tasks[f"t{i}"].result.exitcode == 0
+    pids = (fmtester.path / "pids.txt").read_text().split()
+    assert len(pids) == n and not [p for p in pids if os.path.exists(f"/proc/{p}")], "left a process (or a zombie)"
