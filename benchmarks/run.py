@@ -11,7 +11,9 @@ For each shape it generates a project of no-op tasks and runs it several times a
 (`python -m flowmancer -j job.yaml -qq`, logging and checkpointing on), measuring wall time, CPU time
 (user+sys, the whole process tree) and the runner's own peak RSS. The floor is a minimal script that
 imports the same task module and forks one child per task, respecting the same dependencies and
-concurrency limit, and waits. Ratios: (ours - start-up) / (floor - start-up) per task, and ours / original.
+concurrency limit, and waits. Each no-op task appends its start time to a file, so "per task" is the time
+from the first task's start to the last one's over the tasks (start-up and shut-down excluded; in a chain,
+the hop). Ratios: ours / floor per task, and ours / original in wall time.
 """
 
 from __future__ import annotations
@@ -35,13 +37,19 @@ HERE = Path(__file__).resolve().parent
 
 TASKS = textwrap.dedent(
     """
+    import os
     import time
     from flowmancer.task import Task, task
+
+    STAMPS = os.environ.get("BENCH_STAMPS")
 
     @task
     class Noop(Task):
         def run(self):
-            pass
+            if STAMPS:  # when each task started: per-task cost without the start-up (same for every runner)
+                fd = os.open(STAMPS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                os.write(fd, ("%r\\n" % time.time()).encode())
+                os.close(fd)
 
     @task
     class Stamp(Task):
@@ -172,6 +180,7 @@ class Sample:
     cpu: float
     rss_mb: float
     ok: bool
+    per_task: Optional[float] = None  # (last task start - first task start) / (tasks - 1)
 
 
 @dataclass
@@ -180,15 +189,18 @@ class Result:
     runs: dict[str, list[Sample]] = field(default_factory=dict)
 
     def median(self, who: str, what: str) -> Optional[float]:
-        samples = [getattr(s, what) for s in self.runs.get(who, []) if s.ok]
+        samples = [getattr(s, what) for s in self.runs.get(who, []) if s.ok and getattr(s, what) is not None]
         return statistics.median(samples) if samples else None
 
 
 def measure(cmd: list[str], cwd: Path, timeout: float) -> Sample:
+    stamps = cwd / "stamps.txt"
+    stamps.unlink(missing_ok=True)
+    env = {**os.environ, "BENCH_STAMPS": str(stamps)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
         ok = proc.returncode == 0
         err = proc.stderr
     except subprocess.TimeoutExpired:
@@ -199,7 +211,9 @@ def measure(cmd: list[str], cwd: Path, timeout: float) -> Sample:
     rss = next((int(ln.split()[1]) / 1024 for ln in err.splitlines() if ln.startswith("BENCH_MAXRSS_KB")), 0.0)
     if not ok:
         print(f"    failed: {cmd}\n{err[-2000:]}", file=sys.stderr)
-    return Sample(wall, cpu, rss, ok)
+    starts = sorted(float(x) for x in stamps.read_text().split()) if stamps.exists() else []
+    per_task = (starts[-1] - starts[0]) / (len(starts) - 1) if len(starts) > 1 else None
+    return Sample(wall, cpu, rss, ok, per_task)
 
 
 def make_project(root: Path, shape: Shape) -> Path:
@@ -263,10 +277,8 @@ def fmt(x: Optional[float], unit: str = "s", digits: int = 3) -> str:
 
 
 def table(results: list[Result]) -> list[str]:
-    """Per-task overhead is (wall - start-up) / tasks, start-up being the 1-task shape's wall (for both)."""
-    base = next((r for r in results if r.shape.n == 1), None)
-    ours0 = base.median("ours", "wall") if base else None
-    floor0 = base.median("floor", "wall") if base else None
+    """Per task: the time from the first task's start to the last one's, over the tasks (so start-up and
+    shut-down do not count), for us and for the fork floor alike."""
     head = (
         "| shape | tasks | ours wall | floor wall | original wall | ours CPU | ours peak RSS | ours per task "
         "| floor per task | per task vs floor | vs original |"
@@ -274,11 +286,8 @@ def table(results: list[Result]) -> list[str]:
     lines = [head, "|" + "---|" * 11]
     for r in results:
         ours, floor, orig = r.median("ours", "wall"), r.median("floor", "wall"), r.median("original", "wall")
-        pt_ours = pt_floor = None
-        if r.shape.n > 1 and None not in (ours, floor, ours0, floor0):
-            pt_ours = (ours - ours0) / r.shape.n  # type: ignore[operator]
-            pt_floor = (floor - floor0) / r.shape.n  # type: ignore[operator]
-        ratio = f"{pt_ours / pt_floor:.2f}x" if pt_ours and pt_floor and r.shape.ideal is None else "-"
+        pt_ours, pt_floor = r.median("ours", "per_task"), r.median("floor", "per_task")
+        ratio = f"{pt_ours / pt_floor:.2f}x" if pt_ours and pt_floor else "-"
         vs_orig = f"{ours / orig:.2f}x" if ours and orig else "-"
         lines.append(
             f"| {r.shape.name} | {r.shape.n} | {fmt(ours)} | {fmt(floor)} | {fmt(orig)} | "
