@@ -228,3 +228,34 @@ class Raw(Task):
         assert result.job.tasks[f"t{i}"].result.exitcode == 0
     pids = (fmtester.path / "pids.txt").read_text().split()
     assert len(pids) == n and not [p for p in pids if os.path.exists(f"/proc/{p}")], "left a process (or a zombie)"
+
+
+def test_spawn_start_method_used_on_macos_and_windows(fmtester, monkeypatch):
+    """Where fork is unavailable tasks start with multiprocessing's spawn: same results, output and order."""
+    monkeypatch.setenv("FLOWMANCER_START_METHOD", "spawn")
+    fmtester.make_tasks(
+        """
+from flowmancer.task import Task, task
+
+@task
+class Say(Task):
+    fail: bool = False
+
+    def run(self):
+        print(f"{self.task_info.name} says hi")
+        self.shared_dict[self.task_info.name] = 1
+        if self.fail:
+            raise ValueError("nope")
+"""
+    )
+    fmtester.make_jobdef(
+        "tasks:\n  a: {task: Say}\n  b: {task: Say, dependencies: [a]}\n"
+        "  c: {task: Say, dependencies: [a], parameters: {fail: true}}\n  d: {task: Say, dependencies: [c]}\n"
+    )
+    result = fmtester.run()
+    assert result.ret == ExitCode.TASKS_FAILED
+    assert result.states() == {"a": "COMPLETED", "b": "COMPLETED", "c": "FAILED", "d": "DEFAULTED"}
+    assert result.job.tasks["c"].result.error == "run() raised ValueError: nope"
+    assert result.job.shared_dict == {"a": 1, "b": 1, "c": 1}
+    log = next((fmtester.path / "logs").iterdir()) / "b.log"
+    assert "b says hi" in log.read_text()
