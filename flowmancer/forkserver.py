@@ -276,7 +276,7 @@ class ForkServer:
 def serve(fd: int) -> None:
     """Main loop of the server process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler coordinates Ctrl-C and SIGTERM
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (children get SIGTERM blocked, not ignored: see _fork)
     chan = _Channel(socket.socket(fileno=fd))
     init = _first(chan)
     if init is None:
@@ -341,9 +341,11 @@ def _reply(sock: socket.socket, record: bytes, fds: tuple[int, ...] = ()) -> Non
 
 def _fork(sock: socket.socket, rec: bytes, fds: list[int], closing: tuple[int, ...]) -> None:
     (req,) = _ID.unpack_from(rec, 1)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # see spawn.block_sigterm
     pid = os.fork()
     if pid == 0:
         _child(rec[1 + _ID.size :], fds, closing)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
         os.setpgid(pid, pid)  # as the child does: no window in which a group signal misses it
     except OSError:

@@ -110,6 +110,19 @@ def fork_child(target: Any, args: tuple[Any, ...], close_in_child: tuple[Any, ..
     return ForkedChild(pid)
 
 
+def block_sigterm() -> Optional[set[Any]]:
+    """Block SIGTERM while a task process is made: it inherits the mask, and ``child_main`` unblocks it once
+    its handler is in place, so an abort that comes that early still runs ``on_abort``."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def unblock(previous: Optional[set[Any]]) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def raw_event(lines: list[bytes]) -> dict[str, Any]:
     """The event for lines a task wrote below Python (its file descriptors 1 and 2)."""
     return {
@@ -172,6 +185,7 @@ class ProcessHandle:
         args = (task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
         sys.stdout.flush()
         sys.stderr.flush()
+        blocked = block_sigterm()
         try:
             if method == "fork" and hasattr(os, "pidfd_open"):
                 self.proc: Any = _served(job, task, args, child_conn.fileno(), raw_w)
@@ -184,6 +198,7 @@ class ProcessHandle:
                 )
                 self.proc.start()
         finally:
+            unblock(blocked)
             child_conn.close()
             if raw_w is not None:
                 os.close(raw_w)

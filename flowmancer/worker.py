@@ -218,7 +218,17 @@ class _Lifecycle:
         return True
 
     def run(self) -> None:
-        ok = self.call("on_create") and (not self.info.is_restart or self.call("on_restart")) and self.call("run")
+        try:  # the task process was made with SIGTERM blocked: one sent during start-up arrives here
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        except TaskAborted:
+            self.aborted = True
+        ok = (
+            not self.aborted
+            and self.call("on_create")
+            and (not self.info.is_restart or self.call("on_restart"))
+            and self.call("run")
+        )
         if self.aborted:
             self._abort()
         elif ok:
@@ -257,7 +267,7 @@ def child_main(
     except OSError:
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
-    signal.signal(signal.SIGTERM, _raise_aborted)
+    signal.signal(signal.SIGTERM, _raise_aborted)  # still blocked: _Lifecycle.run unblocks it
     if raw_fd is not None:  # output written below Python (C code, subprocesses) reaches the parent too
         os.dup2(raw_fd, 1)
         os.dup2(raw_fd, 2)

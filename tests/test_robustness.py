@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from flowmancer import hookimpl
 from flowmancer.exitcode import ExitCode
 from flowmancer.retry import retry_delay
 from flowmancer.runner import decide
@@ -391,3 +392,22 @@ def test_secrets_never_show_and_files_are_private(fmtester):
     assert oct(run.stat().st_mode & 0o777) == "0o750"
     cp = fmtester.path / ".flowmancer" / "flowmancer.jsonl"
     assert oct(cp.stat().st_mode & 0o777) == "0o600" and "hunter2" not in cp.read_text()
+
+
+class _AbortAtStart:
+    """Asks for an abort the moment the first task has started: its process is still starting up."""
+
+    @hookimpl
+    def flowmancer_task_start(self, job, task):
+        job.stop(abort=True, reason="abort at once")
+
+
+def test_abort_right_after_spawn_still_runs_on_abort(project, spawn_path):
+    """SIGTERM is blocked while a task process is made and unblocked once its handler is in place, so an
+    abort that arrives during start-up is not lost (nor does it kill the process before ``on_abort``)."""
+    project.make_jobdef("tasks:\n  s: {task: Sleepy, parameters: {seconds: 5}}\n")
+    start = time.time()
+    result = project.run(plugins=(_AbortAtStart(),))
+    assert time.time() - start < 4  # not waiting for the grace period's SIGKILL
+    assert result.states()["s"] == "ABORTED"
+    assert "s on_abort" in marks(project)
