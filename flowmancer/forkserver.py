@@ -2,10 +2,10 @@
 
 Why: ``fork()`` costs in proportion to what the forking process has mapped, and every child then pays
 copy-on-write faults on it. The scheduler carries pluggy, PyYAML, the job model, the plugins and a
-``TaskRun`` per task; a fresh interpreter that has imported only the task modules forks several times
-faster. The scheduler starts it at the first spawn, forks tasks itself until it is ready, and falls back
-to forking itself for anything it cannot hand over (a task class it could not import, a huge request)
-or when it dies.
+``TaskRun`` per task; a fresh interpreter that has imported only the task modules forks about twice as
+fast, and its children copy less. The scheduler starts it at the first spawn, forks tasks itself until
+it is ready, and falls back to forking itself for anything it cannot hand over (a task class it could not
+import, parameters pickle cannot take) or when it dies.
 
 Protocol: length-prefixed records over a Unix stream socket pair (a datagram socket's queue holds only
 ``net.unix.max_dgram_qlen`` messages, often 10, which would serialise the two processes). File
