@@ -180,7 +180,7 @@ class ProcessHandle:
         raw_w: Optional[int] = None
         if method == "fork":
             raw_r, raw_w = os.pipe()
-        snapshot = dict(job.shared_dict)
+        snapshot = job.shared_dict  # no copy per spawn: a forked child sees it as of the fork, the rest pickle it now
         workdir = str(job.config.rootdir)
         args = (task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
         sys.stdout.flush()
