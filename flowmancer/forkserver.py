@@ -13,7 +13,9 @@ descriptors ride with the record that needs them and, arriving in order, are tak
 
 - scheduler -> server: ``b"I"`` + pickled init (``sys.path``, the modules to import), then spawn requests
   ``b"F" + id + pickled arguments`` carrying two file descriptors (the task's event and raw-output
-  pipes, write ends). Requests are pipelined: the scheduler keeps working while the server forks.
+  pipes, write ends), each preceded when needed by ``b"D"`` + the changes to ``shared_dict`` since the
+  last request (the server keeps a replica, which children see by fork: no copy of it per task).
+  Requests are pipelined: the scheduler keeps working while the server forks.
 - server -> scheduler: ``b"R" + pickled {module: file}`` once ready; ``b"S" + id + pid`` carrying the
   child's pidfd (the scheduler's sentinel, opened by the server before the child can be reaped);
   ``b"X" + pid + exit code`` after reaping it.
@@ -151,6 +153,7 @@ class ForkServer:
         self._answers: dict[int, tuple[int, int]] = {}
         self._seq = 0  # requests sent
         self._answered = 0
+        self._shared_ok = True
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
             os.set_inheritable(theirs.fileno(), True)
@@ -234,6 +237,26 @@ class ForkServer:
                 raise ServerGone() from exc
             data, anc = data[sent:], []
 
+    def sync_shared(self, shared: dict[Any, Any]) -> bool:
+        """Send what changed in ``shared`` (a ``job.ChangeLog``) to the server's replica; ``False`` once that
+        is impossible (a value pickle cannot take): from then on the scheduler forks the tasks itself."""
+        take = getattr(shared, "take_changes", None)
+        if not self._shared_ok or take is None:
+            return False
+        cleared, keys = take()
+        if not cleared and not keys:
+            return True
+        try:
+            changes = pickle.dumps(
+                (cleared, {k: shared[k] for k in keys if k in shared}, [k for k in keys if k not in shared]),
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
+        except Exception:  # noqa: BLE001
+            self._shared_ok = False
+            return False
+        self._send(b"D" + changes)
+        return True
+
     def spawn(self, payload: bytes, fds: tuple[int, int]) -> ServedChild:
         """Ask for a task process running ``child_main`` with the pickled ``payload`` arguments. The
         answer is read when the pid or sentinel is first needed; the caller may close ``fds`` now."""
@@ -304,6 +327,7 @@ def serve(fd: int) -> None:
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     closing = (sock.fileno(), wake_r, wake_w, sel.fileno())
+    shared: dict[Any, Any] = {}  # the replica of job.shared_dict
     while True:
         for key, _ in sel.select():
             if key.fd == wake_r:
@@ -316,8 +340,16 @@ def serve(fd: int) -> None:
                 if not chan.fill():  # the scheduler is gone or done
                     return
                 for rec in chan.records():
+                    if rec[:1] == b"D":
+                        cleared, changed, deleted = pickle.loads(rec[1:])
+                        if cleared:
+                            shared.clear()
+                        shared.update(changed)
+                        for k in deleted:
+                            shared.pop(k, None)
+                        continue
                     fds = [chan.fds.popleft(), chan.fds.popleft()]
-                    _fork(sock, rec, fds, closing)
+                    _fork(sock, rec, fds, closing, shared)
         _reap(sock)
 
 
@@ -339,12 +371,12 @@ def _reply(sock: socket.socket, record: bytes, fds: tuple[int, ...] = ()) -> Non
         sock.sendall(data[sent:])
 
 
-def _fork(sock: socket.socket, rec: bytes, fds: list[int], closing: tuple[int, ...]) -> None:
+def _fork(sock: socket.socket, rec: bytes, fds: list[int], closing: tuple[int, ...], shared: dict[Any, Any]) -> None:
     (req,) = _ID.unpack_from(rec, 1)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # see spawn.block_sigterm
     pid = os.fork()
     if pid == 0:
-        _child(rec[1 + _ID.size :], fds, closing)
+        _child(rec[1 + _ID.size :], fds, closing, shared)
     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
         os.setpgid(pid, pid)  # as the child does: no window in which a group signal misses it
@@ -371,7 +403,7 @@ def _reap(sock: socket.socket) -> None:
         _reply(sock, b"X" + _EXITED.pack(pid, os.waitstatus_to_exitcode(status)))
 
 
-def _child(payload: bytes, fds: list[int], closing: tuple[int, ...]) -> None:
+def _child(payload: bytes, fds: list[int], closing: tuple[int, ...], shared: dict[Any, Any]) -> None:
     code = 1
     try:
         signal.set_wakeup_fd(-1)
@@ -381,8 +413,8 @@ def _child(payload: bytes, fds: list[int], closing: tuple[int, ...]) -> None:
         from .worker import PipeWriter, child_main
 
         event_w, raw_w = fds
-        args: Any = pickle.loads(payload)
-        child_main(PipeWriter(event_w), raw_w, *args)
+        instance, info, workdir, memory_limit_mb = pickle.loads(payload)
+        child_main(PipeWriter(event_w), raw_w, instance, info, shared, workdir, memory_limit_mb)
         code = 0
     finally:
         os._exit(code)

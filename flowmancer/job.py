@@ -82,6 +82,58 @@ class TaskRun:
         return f"<TaskRun {self.name} {self.state.value} attempt={self.attempt}>"
 
 
+class ChangeLog(dict):  # type: ignore[type-arg]
+    """``job.shared_dict``: a dict that remembers which keys changed since ``take_changes`` was last called,
+    so a consumer (the fork server's replica) is updated with what changed, not a copy of everything."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed: set[Any] = set()
+        self.cleared = False
+
+    def take_changes(self) -> tuple[bool, set[Any]]:
+        """(was it cleared, keys set or deleted since) and forget them."""
+        out = (self.cleared, self.changed)
+        self.changed, self.cleared = set(), False
+        return out
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.changed.add(key)
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self.changed.add(key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self.changed.add(key)
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[Any, Any]:
+        item = super().popitem()
+        self.changed.add(item[0])
+        return item
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self.changed.add(key)
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    def clear(self) -> None:
+        super().clear()
+        self.changed, self.cleared = set(), True
+
+    def __ior__(self, other: Any) -> ChangeLog:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a task process gets a plain dict
+        return (dict, (dict(self),))
+
+
 class Job:
     """A loaded, validated job and its live state (owned by the parent process)."""
 
@@ -90,7 +142,7 @@ class Job:
         self.jobdef = jobdef
         self.tasks = tasks
         self.name = jobdef.model.config.name
-        self.shared_dict: dict[str, Any] = {}
+        self.shared_dict: dict[str, Any] = ChangeLog()
         self.restart = False
         self.start_time = time.time()
         self.end_time: Optional[float] = None

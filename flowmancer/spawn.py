@@ -337,13 +337,16 @@ def _served(job: Job, task: TaskRun, args: tuple[Any, ...], event_w: int, raw_w:
     server = _server(job)
     if server is None or raw_w is None or not server.poll() or not server.serves(task.cls.__module__):
         return None
+    instance, info, _snapshot, workdir, memory_limit_mb = args  # the server has its own replica of shared_dict
     try:
-        payload = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps((instance, info, workdir, memory_limit_mb), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - a parameter value pickle cannot take: fork here, where no copy is needed
         return None
     from .forkserver import ServerGone
 
     try:
+        if not server.sync_shared(job.shared_dict):
+            return None
         return server.spawn(payload, (event_w, raw_w))
     except ServerGone:
         return None

@@ -130,3 +130,43 @@ def test_class_the_server_cannot_import_is_forked_directly(project, monkeypatch)
     driver = int(result.stdout.split("driver ")[1].split()[0])
     assert (project.path / "local.txt").read_text().split()[1] == str(driver)
     assert who(project)["c"][0] == "server"
+
+
+SHARED_TASKS = """
+import json, time
+from flowmancer.task import Task, task
+
+@task
+class Put(Task):
+    sleep: float = 0.0
+    drop: str = ""
+
+    def run(self):
+        time.sleep(self.sleep)
+        self.shared_dict[self.task_info.name] = {"from": self.task_info.name}
+        if self.drop:
+            del self.shared_dict[self.drop]
+
+@task
+class Seen(Task):
+    def run(self):
+        with open(f"seen-{self.task_info.name}.json", "w") as f:
+            json.dump(dict(self.shared_dict), f, sort_keys=True)
+"""
+
+
+def test_shared_dict_reaches_tasks_the_server_forks(fmtester, monkeypatch):
+    """The server keeps a replica of shared_dict, updated with what changed before each request."""
+    import json
+
+    monkeypatch.setenv("FLOWMANCER_FORK_SERVER", "1")
+    fmtester.make_tasks(SHARED_TASKS, name="shared")
+    fmtester.make_jobdef(
+        "tasks:\n  a: {task: Put, parameters: {sleep: 1.0}}\n  b: {task: Put, dependencies: [a]}\n"
+        "  c: {task: Seen, dependencies: [b]}\n  d: {task: Put, dependencies: [c], parameters: {drop: a}}\n"
+        "  e: {task: Seen, dependencies: [d]}\n"
+    )
+    result = fmtester.run()
+    assert result.ret == 0
+    assert json.loads((fmtester.path / "seen-c.json").read_text()) == {"a": {"from": "a"}, "b": {"from": "b"}}
+    assert json.loads((fmtester.path / "seen-e.json").read_text()) == {"b": {"from": "b"}, "d": {"from": "d"}}
