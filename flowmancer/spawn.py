@@ -134,12 +134,13 @@ def raw_event(lines: list[bytes]) -> dict[str, Any]:
     }
 
 
-def _lost() -> dict[str, Any]:
+def crash_event(error: str) -> dict[str, Any]:
+    """The ``finished`` event for an attempt whose process could not report one itself (a crash)."""
     return {
         "event": "finished",
         "ok": False,
         "aborted": False,
-        "error": "the fork server stopped before starting the task (set FLOWMANCER_FORK_SERVER=0 to fork directly)",
+        "error": error,
         "traceback": None,
         "kind": "crash",
         "exc_types": [],
@@ -286,7 +287,12 @@ class ProcessHandle:
             self.proc.join()
             self._conn_open = self._raw_open = False
             if getattr(self.proc, "lost", False):
-                events.append(_lost())
+                events.append(
+                    crash_event(
+                        "the fork server stopped before starting the task (set FLOWMANCER_FORK_SERVER=0 to fork "
+                        "directly)"
+                    )
+                )
             self.finished = {"event": "exit", "exitcode": self.proc.exitcode}
             events.append(self.finished)
         return events

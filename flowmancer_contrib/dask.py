@@ -28,6 +28,7 @@ from typing import Any, Optional
 from flowmancer import hookimpl
 from flowmancer.config import Config
 from flowmancer.errors import Problem, UsageError
+from flowmancer.spawn import crash_event
 
 STASH_KEY = "flowmancer_contrib.dask"
 _seq = itertools.count()
@@ -197,17 +198,7 @@ class DaskHandle:
             if done:
                 assert self._exit is not None
                 if self._exit.get("reason"):
-                    out.append(
-                        {
-                            "event": "finished",
-                            "ok": False,
-                            "aborted": False,
-                            "error": self._exit["reason"],
-                            "traceback": None,
-                            "kind": "crash",
-                            "exc_types": [],
-                        }
-                    )
+                    out.append(crash_event(self._exit["reason"]))
                 out.append(self._exit)
         if done:
             self.cluster.handles.pop(self.key, None)
