@@ -23,6 +23,7 @@ descriptors ride with the record that needs them and, arriving in order, are tak
 
 from __future__ import annotations
 
+import _signal  # see worker: the C functions, without the enum conversions that copy pages in a child
 import array
 import gc
 import os
@@ -34,7 +35,10 @@ import socket
 import struct
 import sys
 from collections import deque
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from .worker import Attempt, SharedDict
 
 _LEN = struct.Struct("=I")
 _SPAWNED = struct.Struct("=Qi")  # request id, pid
@@ -102,16 +106,16 @@ class ServedChild:
         self._sentinel: Optional[int] = None
         self.exitcode: Optional[int] = None
         self._reaped = False
-        self.lost = False  # the server died before answering: the task most likely never started
+        #: the server died before answering. It may have forked the task (which may even have killed it):
+        #: ``ProcessHandle`` then waits for the end of the task's event pipe instead of a pidfd.
+        self.lost = False
 
     def _resolve(self) -> None:
         if self._sentinel is None:
             try:
                 self._pid, self._sentinel = self.server.answer(self.req)
-            except ServerGone:  # it died with our request: no process to signal; a sentinel ready at once
-                r, w = os.pipe()
-                os.close(w)
-                self._sentinel, self._reaped, self.lost = r, True, True
+            except ServerGone:
+                self._sentinel, self._reaped, self.lost = -1, True, True
 
     @property
     def pid(self) -> Optional[int]:
@@ -120,6 +124,7 @@ class ServedChild:
 
     @property
     def sentinel(self) -> int:
+        """The pidfd; -1 if ``lost``."""
         self._resolve()
         assert self._sentinel is not None
         return self._sentinel
@@ -305,9 +310,12 @@ def serve(fd: int) -> None:
     if init is None:
         return
     sys.path[:] = init["path"]
+    import faulthandler
     from importlib import import_module
 
-    from .worker import child_main  # noqa: F401 - imported once here, not in every child
+    from .worker import SharedDict
+
+    faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # fd 2: each child's raw pipe, once it is forked
 
     loaded: dict[str, Optional[str]] = {}
     for name in init["modules"]:
@@ -327,7 +335,7 @@ def serve(fd: int) -> None:
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     closing = (sock.fileno(), wake_r, wake_w, sel.fileno())
-    shared: dict[Any, Any] = {}  # the replica of job.shared_dict
+    shared = SharedDict({}, None)  # the replica of job.shared_dict (changed with dict's methods: see SharedDict)
     while True:
         for key, _ in sel.select():
             if key.fd == wake_r:
@@ -343,10 +351,10 @@ def serve(fd: int) -> None:
                     if rec[:1] == b"D":
                         cleared, changed, deleted = pickle.loads(rec[1:])
                         if cleared:
-                            shared.clear()
-                        shared.update(changed)
+                            dict.clear(shared)
+                        dict.update(shared, changed)
                         for k in deleted:
-                            shared.pop(k, None)
+                            dict.pop(shared, k, None)
                         continue
                     fds = [chan.fds.popleft(), chan.fds.popleft()]
                     _fork(sock, rec, fds, closing, shared)
@@ -371,12 +379,20 @@ def _reply(sock: socket.socket, record: bytes, fds: tuple[int, ...] = ()) -> Non
         sock.sendall(data[sent:])
 
 
-def _fork(sock: socket.socket, rec: bytes, fds: list[int], closing: tuple[int, ...], shared: dict[Any, Any]) -> None:
+def _fork(sock: socket.socket, rec: bytes, fds: list[int], closing: tuple[int, ...], shared: SharedDict) -> None:
     (req,) = _ID.unpack_from(rec, 1)
+    from .worker import Attempt, PipeWriter
+
+    event_w, raw_w = fds
+    try:  # built here, not in the child: see Attempt
+        instance, info, workdir, memory_limit_mb = pickle.loads(rec[1 + _ID.size :])
+        attempt: Optional[Attempt] = Attempt(PipeWriter(event_w), instance, info, shared, memory_limit_mb)
+    except BaseException:  # noqa: BLE001 - the child exits without a result: the scheduler reports a crash
+        attempt, workdir = None, None
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # see spawn.block_sigterm
     pid = os.fork()
     if pid == 0:
-        _child(rec[1 + _ID.size :], fds, closing, shared)
+        _child(attempt, raw_w, workdir, closing)
     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
         os.setpgid(pid, pid)  # as the child does: no window in which a group signal misses it
@@ -403,18 +419,15 @@ def _reap(sock: socket.socket) -> None:
         _reply(sock, b"X" + _EXITED.pack(pid, os.waitstatus_to_exitcode(status)))
 
 
-def _child(payload: bytes, fds: list[int], closing: tuple[int, ...], shared: dict[Any, Any]) -> None:
+def _child(attempt: Optional[Attempt], raw_w: int, workdir: Optional[str], closing: tuple[int, ...]) -> None:
     code = 1
     try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the task's own subprocesses need the default
+        _signal.set_wakeup_fd(-1)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the task's own subprocesses need the default
         for f in closing:
             os.close(f)
-        from .worker import PipeWriter, child_main
-
-        event_w, raw_w = fds
-        instance, info, workdir, memory_limit_mb = pickle.loads(payload)
-        child_main(PipeWriter(event_w), raw_w, instance, info, shared, workdir, memory_limit_mb)
-        code = 0
+        if attempt is not None:
+            attempt.run(raw_w, workdir, faulthandler_on=True)
+            code = 0
     finally:
         os._exit(code)

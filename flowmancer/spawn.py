@@ -18,7 +18,7 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from .markers import hookimpl
-from .worker import PipeWriter, child_main
+from .worker import Attempt, PipeWriter, child_main
 
 if TYPE_CHECKING:
     from .forkserver import ForkServer
@@ -190,9 +190,9 @@ class ProcessHandle:
         try:
             if method == "fork" and hasattr(os, "pidfd_open"):
                 self.proc: Any = _served(job, task, args, child_conn.fileno(), raw_w)
-                if self.proc is None:
-                    writer = PipeWriter(child_conn.fileno())
-                    self.proc = fork_child(child_main, (writer, raw_w, *args), close_in_child=(self.conn, raw_r))
+                if self.proc is None:  # built here, not in the child: see Attempt
+                    attempt = Attempt(PipeWriter(child_conn.fileno()), task.instance, args[1], snapshot, args[4])
+                    self.proc = fork_child(attempt.run, (raw_w, workdir), close_in_child=(self.conn, raw_r))
             else:
                 self.proc = ctx.Process(
                     target=child_main, args=(child_conn, raw_w, *args), name=f"flowmancer:{task.name}", daemon=True
@@ -214,16 +214,22 @@ class ProcessHandle:
         self._raw_buf = b""
         self._conn_open = True
         self._raw_open = raw_r is not None
+        self._reported = False  # a finished event arrived
         self.finished: Optional[dict[str, Any]] = None
 
     @property
     def pid(self) -> Optional[int]:
         return self.proc.pid  # type: ignore[no-any-return]
 
+    def _lost(self) -> bool:
+        """Forked by a fork server that died before telling us its pid (see ``ServedChild.lost``)."""
+        self.proc.pid  # noqa: B018 - a ServedChild knows only once it has its answer
+        return getattr(self.proc, "lost", False) is True
+
     def waitables(self) -> list[Any]:
         if self.finished is not None:
             return []
-        out: list[Any] = [self.proc.sentinel]
+        out: list[Any] = [] if self._lost() else [self.proc.sentinel]
         if self._conn_open:
             out.append(self.conn)
         if self._raw_open:
@@ -278,19 +284,23 @@ class ProcessHandle:
 
     def read(self, ready: set[Any]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
-        done = self.proc.sentinel in ready
+        lost = self._lost()
+        done = not lost and self.proc.sentinel in ready
         if done or self.conn in ready:
             self._read_conn(events)
+        if lost and not self._conn_open:  # the end of its event pipe: the task process, if any, is done
+            done = True
         if self._raw_open and (done or self.raw in ready):
             self._read_raw(events, final=done)
+        self._reported = self._reported or any(ev["event"] == "finished" for ev in events)
         if done:
             self.proc.join()
             self._conn_open = self._raw_open = False
-            if getattr(self.proc, "lost", False):
+            if lost and not self._reported:
                 events.append(
                     crash_event(
-                        "the fork server stopped before starting the task (set FLOWMANCER_FORK_SERVER=0 to fork "
-                        "directly)"
+                        "the fork server stopped before the task reported a result (set FLOWMANCER_FORK_SERVER=0 "
+                        "to fork directly)"
                     )
                 )
             self.finished = {"event": "exit", "exitcode": self.proc.exitcode}

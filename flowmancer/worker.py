@@ -7,6 +7,7 @@ before that (``os._exit``, a signal, a segfault) is noticed by the parent from t
 
 from __future__ import annotations
 
+import _signal  # signal's C half: the Python wrappers convert to enums, which costs a task process page copies
 import faulthandler
 import io
 import os
@@ -35,7 +36,9 @@ class PipeWriter:
         self.fd = fd
 
     def send(self, obj: Any) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        self.send_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def send_bytes(self, data: bytes) -> None:
         view = memoryview(_HEADER.pack(len(data)) + data)
         while view:
             view = view[os.write(self.fd, view) :]
@@ -53,6 +56,10 @@ class _Sender:
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.conn.send(event)
+
+    def pickled(self, data: bytes) -> None:
+        """Send an event pickled in advance."""
+        self.conn.send_bytes(data)
 
 
 class LineWriter(io.TextIOBase):
@@ -99,11 +106,14 @@ class LineWriter(io.TextIOBase):
 
 
 class SharedDict(dict):  # type: ignore[type-arg]
-    """The child's view of ``shared_dict``: a snapshot whose key writes are forwarded to the parent."""
+    """The child's view of ``shared_dict``: a snapshot whose key writes are forwarded to the parent.
 
-    def __init__(self, snapshot: dict[str, Any], send: _Sender) -> None:
+    The fork server keeps its replica in one of these (updated with ``dict``'s own methods, so nothing is
+    forwarded) and points ``_send`` at each new task before forking it: the task uses it without a copy."""
+
+    def __init__(self, snapshot: dict[str, Any], send: Optional[_Sender]) -> None:
         super().__init__(snapshot)
-        self._send = send
+        self._send: Any = send
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._send({"event": "shared", "op": "set", "key": key, "value": value})
@@ -220,7 +230,7 @@ class _Lifecycle:
     def run(self) -> None:
         try:  # the task process was made with SIGTERM blocked: one sent during start-up arrives here
             if hasattr(signal, "pthread_sigmask"):
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+                _signal.pthread_sigmask(_signal.SIG_UNBLOCK, (_signal.SIGTERM,))
         except TaskAborted:
             self.aborted = True
         ok = (
@@ -252,36 +262,47 @@ def _raise_aborted(signum: int, frame: Any) -> None:
     raise TaskAborted()
 
 
-def child_main(
-    conn: Any,
-    raw_fd: Optional[int],
-    task: Task,
-    info: TaskInfo,
-    snapshot: dict[str, Any],
-    workdir: Optional[str],
-    memory_limit_mb: Optional[int] = None,
-) -> None:
-    """Entry point of a task process (target of ``multiprocessing.Process``)."""
-    try:
-        os.setpgid(0, 0)  # its own process group: an abort stops what the task started, too
-    except OSError:
-        pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
-    signal.signal(signal.SIGTERM, _raise_aborted)  # still blocked: _Lifecycle.run unblocks it
-    if raw_fd is not None:  # output written below Python (C code, subprocesses) reaches the parent too
-        os.dup2(raw_fd, 1)
-        os.dup2(raw_fd, 2)
-        os.close(raw_fd)
-        faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # a segfault's stack goes to the log
-    if workdir:
-        os.chdir(workdir)
-    send = _Sender(conn)
-    out = LineWriter(send, "stdout", Severity.INFO)
-    err = LineWriter(send, "stderr", Severity.ERROR)
-    sys.stdout, sys.stderr = out, err
+_FINISHED_OK = pickle.dumps(
+    {
+        "event": "finished",
+        "ok": True,
+        "aborted": False,
+        "error": None,
+        "traceback": None,
+        "kind": None,
+        "exc_types": [],
+    },
+    protocol=pickle.HIGHEST_PROTOCOL,
+)
 
-    def emit(severity: Severity, msg: str) -> None:
-        send(
+
+class Attempt:
+    """One attempt of one task, in two halves. ``__init__`` only builds Python objects, so whoever forks
+    the task process can run it first, in its own memory; ``run`` is the task process. A forked process
+    copies every page it writes to (refcounts count), at ~3-5 us a page on a VM: building these objects in
+    each task process used to copy ~100 pages of code and type objects more than running the task does."""
+
+    def __init__(
+        self,
+        conn: Any,
+        task: Task,
+        info: TaskInfo,
+        shared: dict[str, Any],
+        memory_limit_mb: Optional[int] = None,
+    ) -> None:
+        self.send = send = _Sender(conn)
+        self.conn = conn
+        self.out = LineWriter(send, "stdout", Severity.INFO)
+        self.err = LineWriter(send, "stderr", Severity.ERROR)
+        if isinstance(shared, SharedDict):  # the fork server's replica: the task process writes to its own copy
+            shared._send = send
+        self.shared = shared
+        self.logger = TaskLogger(self._emit)
+        self.life = _Lifecycle(task, send, info)
+        self.life.memory_limit_mb = memory_limit_mb
+
+    def _emit(self, severity: Severity, msg: str) -> None:
+        self.send(
             {
                 "event": "log",
                 "stream": "logger",
@@ -291,30 +312,72 @@ def child_main(
             }
         )
 
-    task._fm_shared_dict = SharedDict(snapshot, send)
-    task._fm_logger = TaskLogger(emit)
-    task._fm_info = info
-    life = _Lifecycle(task, send, info)
-    life.memory_limit_mb = memory_limit_mb
-    if memory_limit_mb:
-        limit_memory(memory_limit_mb)
-    try:
-        life.run()
-    except TaskAborted:
-        life.aborted = True
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        out.finish()
-        err.finish()
-        send(
-            {
-                "event": "finished",
-                "ok": life.error is None and not life.aborted,
-                "aborted": life.aborted,
-                "error": life.error,
-                "traceback": life.tb,
-                "kind": life.kind,
-                "exc_types": life.exc_types,
-            }
-        )
-        conn.close()
+    def run(self, raw_fd: Optional[int], workdir: Optional[str], faulthandler_on: bool = False) -> None:
+        """In the task process: set it up, run the lifecycle, report. ``faulthandler_on``: the forking
+        process enabled it on file descriptor 2 already (which becomes the raw pipe here)."""
+        try:
+            os.setpgid(0, 0)  # its own process group: an abort stops what the task started, too
+        except OSError:
+            pass
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the parent coordinates Ctrl-C
+        _signal.signal(_signal.SIGTERM, _raise_aborted)  # still blocked: _Lifecycle.run unblocks it
+        if raw_fd is not None:  # output written below Python (C code, subprocesses) reaches the parent too
+            os.dup2(raw_fd, 1)
+            os.dup2(raw_fd, 2)
+            os.close(raw_fd)
+            if not faulthandler_on:
+                faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # a segfault's stack goes to the log
+        if workdir:
+            os.chdir(workdir)
+        out, err, life, shared = self.out, self.err, self.life, self.shared
+        sys.stdout, sys.stderr = out, err
+        task = life.task
+        values = {
+            "_fm_shared_dict": shared if isinstance(shared, SharedDict) else SharedDict(shared, self.send),
+            "_fm_logger": self.logger,
+            "_fm_info": life.info,
+        }
+        private = task.__pydantic_private__
+        if private is not None:  # set directly: pydantic's __setattr__ would copy its pages into this process
+            private.update(values)
+        else:
+            for k, v in values.items():
+                setattr(task, k, v)
+        if life.memory_limit_mb:
+            limit_memory(life.memory_limit_mb)
+        try:
+            life.run()
+        except TaskAborted:
+            life.aborted = True
+        finally:
+            _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+            out.finish()
+            err.finish()
+            if life.error is None and not life.aborted:
+                self.send.pickled(_FINISHED_OK)
+            else:
+                self.send(
+                    {
+                        "event": "finished",
+                        "ok": False,
+                        "aborted": life.aborted,
+                        "error": life.error,
+                        "traceback": life.tb,
+                        "kind": life.kind,
+                        "exc_types": life.exc_types,
+                    }
+                )
+            self.conn.close()
+
+
+def child_main(
+    conn: Any,
+    raw_fd: Optional[int],
+    task: Task,
+    info: TaskInfo,
+    snapshot: dict[str, Any],
+    workdir: Optional[str],
+    memory_limit_mb: Optional[int] = None,
+) -> None:
+    """Entry point of a task process made without a fork server (``multiprocessing.Process``, Dask)."""
+    Attempt(conn, task, info, snapshot, memory_limit_mb).run(raw_fd, workdir)

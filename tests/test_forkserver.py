@@ -97,6 +97,8 @@ def test_server_killed_mid_run_the_job_still_completes(project, monkeypatch):
     assert all(t.state.value == "COMPLETED" for t in result.job)
     killer = (project.path / "killed").read_text()
     assert who(project)[killer][0] == "server"
+    # it reported success after killing the server (maybe before the server could tell us its pid): not rerun
+    assert (project.path / "who.txt").read_text().count(f"{killer} ") == 1
     assert who(project)["t59"][0] == "direct"  # after its death the scheduler forks the tasks itself
 
 
