@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import sys
 import threading
 from collections import deque
 from typing import Any, Callable, Optional
 
 
 class AsyncBridge:
-    def __init__(self, on_error: Optional[Callable[[str, str, BaseException], None]] = None) -> None:
+    def __init__(self, on_error: Callable[[str, str, BaseException], None]) -> None:
         self.loop = asyncio.new_event_loop()
         self._inbox: deque[tuple[str, Callable[..., Any], tuple[Any, ...]]] = deque()
         self._wake_pending = False
         self._queues: dict[str, asyncio.Queue[tuple[Callable[..., Any], tuple[Any, ...]]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._failed: set[str] = set()
-        self._on_error = on_error or _print_error
+        self._on_error = on_error
         self._thread = threading.Thread(target=self.loop.run_forever, name="flowmancer-async", daemon=True)
         self._thread.start()
         self._closed = False
@@ -100,11 +99,3 @@ class AsyncBridge:
             await q.join()
         for w in self._workers:
             w.cancel()
-
-
-def _print_error(key: str, method: str, exc: BaseException) -> None:
-    print(
-        f"WARNING: {key} failed in {method}(): {type(exc).__name__}: {exc} (the job goes on; further errors "
-        "from it are not shown)",
-        file=sys.stderr,
-    )

@@ -7,7 +7,6 @@ at a time on the background loop (the newest state wins), and a final write when
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -56,6 +55,7 @@ def _call(config: Config, fn: Any, *args: Any) -> Any:
         return bridge.run_now(fn, *args)
     r = fn(*args)
     if inspect.isawaitable(r):
+        import asyncio  # only for a checkpointer that is async and runs without the event loop
 
         async def wait() -> Any:
             return await r

@@ -2,20 +2,23 @@
 
 The original project's ``Logger``/``Extension``/``Checkpointer`` classes are adapted onto the hooks:
 their parameters are validated with the rest of the job, and their coroutines run in order on one
-background event loop (``AsyncBridge``), so a slow or failing one never stalls the scheduler.
+background event loop (``AsyncBridge``), so a slow or failing one never stalls the scheduler. The
+built-in ``FileLogger`` and ``FileCheckpointer`` only write local files: they run inline on the scheduler
+thread (``_fm_inline``), since handing each event to the loop thread cost more than writing it (the two
+threads passed the GIL back and forth on every system call). With no other component, no loop starts.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pydantic import ValidationError
 
-from .asyncbridge import AsyncBridge
 from .checkpointer.checkpointer import Checkpointer
 from .checkpointer.file import FileCheckpointer  # noqa: F401 - registers the built-in class
 from .component import Component
@@ -32,6 +35,9 @@ from .loggers.logger import Logger
 from .markers import hookimpl
 from .registry import Registry, class_file
 
+if TYPE_CHECKING:
+    from .asyncbridge import AsyncBridge
+
 STASH_KEY = "flowmancer.components"
 S = ExecutionState
 
@@ -41,8 +47,10 @@ class Components:
     loggers: dict[str, Logger] = field(default_factory=dict)
     extensions: dict[str, Extension] = field(default_factory=dict)
     checkpointer: Optional[Checkpointer] = None  # from the YAML block; None means the default
-    bridge: Optional[AsyncBridge] = None
+    bridge: Optional[AsyncBridge] = None  # only when some component does not run inline
+    started: bool = False
     early: list[tuple[str, ExecutionState, ExecutionState]] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)  # inline components that raised (warned once)
 
     def all(self) -> list[tuple[str, Component]]:
         out: list[tuple[str, Component]] = [(f"logger '{n}' ({type(o).__name__})", o) for n, o in self.loggers.items()]
@@ -51,10 +59,48 @@ class Components:
             out.append((f"checkpointer ({type(self.checkpointer).__name__})", self.checkpointer))
         return out
 
-    def start_bridge(self) -> Optional[AsyncBridge]:
-        if self.bridge is None and self.all():
-            self.bridge = AsyncBridge()
-        return self.bridge
+    def start(self) -> bool:
+        """Start delivering (``False``: there is nothing to deliver to)."""
+        if not self.started and self.all():
+            self.started = True
+            if not all(inline(obj) for _, obj in self.all()):
+                from .asyncbridge import AsyncBridge  # asyncio is imported only when needed
+
+                self.bridge = AsyncBridge(on_error=report_error)
+        return self.started
+
+    def call(self, key: str, obj: Component, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` (a method of ``obj``) after everything queued for ``key`` before."""
+        if not inline(obj):
+            assert self.bridge is not None
+            self.bridge.call(key, fn, *args)
+            return
+        try:
+            r = fn(*args)
+            if inspect.iscoroutine(r):
+                try:
+                    r.send(None)
+                except StopIteration:
+                    return
+                r.close()
+                raise RuntimeError("it awaited something, which an inline component must not do")
+        except Exception as exc:  # noqa: BLE001 - as on the loop: a component's bug must not stop the job
+            if key not in self.failed:
+                self.failed.add(key)
+                report_error(key, getattr(fn, "__name__", "call"), exc)
+
+
+def inline(obj: Component) -> bool:
+    """Runs on the scheduler thread: the class itself says so (a subclass may await, so it must say again)."""
+    return bool(vars(type(obj)).get("_fm_inline", False))
+
+
+def report_error(key: str, method: str, exc: BaseException) -> None:
+    print(
+        f"WARNING: {key} failed in {method}(): {type(exc).__name__}: {exc} (the job goes on; further errors "
+        "from it are not shown)",
+        file=sys.stderr,
+    )
 
 
 def get(config: Config) -> Components:
@@ -144,55 +190,47 @@ def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> list[Probl
 def flowmancer_job_start(job: Job) -> None:
     """Start the components only now: loading, ``--dry-run`` and ``--list`` must not create log folders."""
     comps = get(job.config)
-    bridge = comps.start_bridge()
-    if bridge is None:
+    if not comps.start():
         return
     for key, obj in comps.all():
         obj._fm_job_name = job.name
-        bridge.call(key, obj.on_create)
+        comps.call(key, obj, obj.on_create)
         if job.restart:
-            bridge.call(key, obj.on_restart)
+            comps.call(key, obj, obj.on_restart)
     for task, from_state, to_state in comps.early:  # restored or deselected before the start
         _send_transition(comps, task, from_state, to_state)
     comps.early.clear()
 
 
-def _loggers(job: Job) -> tuple[Optional[AsyncBridge], dict[str, Logger]]:
+def _to_loggers(job: Job, evt: Any) -> None:
     comps = get(job.config)
-    return comps.bridge, comps.loggers
+    for n, lg in comps.loggers.items():
+        comps.call(f"logger '{n}' ({type(lg).__name__})", lg, lg.update, evt)
 
 
 @hookimpl
 def flowmancer_task_start(job: Job, task: TaskRun) -> None:
-    bridge, loggers = _loggers(job)
-    if bridge is not None:
-        for n, lg in loggers.items():
-            evt = LogStartEvent(task.name, task.attempt, task.stash.get("start", time.time()))
-            bridge.call(f"logger '{n}' ({type(lg).__name__})", lg.update, evt)
+    if get(job.config).started:
+        _to_loggers(job, LogStartEvent(task.name, task.attempt, task.stash.get("start", time.time())))
 
 
 @hookimpl
 def flowmancer_task_log(job: Job, task: TaskRun, record: LogRecord) -> None:
-    bridge, loggers = _loggers(job)
-    if bridge is not None and loggers:
-        evt = LogWriteEvent(task.name, record.severity, record.message, record.timestamp, record.attempt)
-        for n, lg in loggers.items():
-            bridge.call(f"logger '{n}' ({type(lg).__name__})", lg.update, evt)
+    comps = get(job.config)
+    if comps.started and comps.loggers:
+        _to_loggers(job, LogWriteEvent(task.name, record.severity, record.message, record.timestamp, record.attempt))
 
 
 @hookimpl
 def flowmancer_task_finish(job: Job, task: TaskRun, result: TaskResult) -> None:
-    bridge, loggers = _loggers(job)
-    if bridge is not None and result.start is not None:
-        for n, lg in loggers.items():
-            bridge.call(f"logger '{n}' ({type(lg).__name__})", lg.update, LogEndEvent(task.name, result.attempt))
+    if get(job.config).started and result.start is not None:
+        _to_loggers(job, LogEndEvent(task.name, result.attempt))
 
 
 def _send_transition(comps: Components, task: str, from_state: ExecutionState, to_state: ExecutionState) -> None:
-    assert comps.bridge is not None
     evt = ExecutionStateTransition(task, from_state, to_state)
     for n, ext in comps.extensions.items():
-        comps.bridge.call(f"extension '{n}' ({type(ext).__name__})", ext.update, evt)
+        comps.call(f"extension '{n}' ({type(ext).__name__})", ext, ext.update, evt)
 
 
 @hookimpl
@@ -200,7 +238,7 @@ def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionSta
     comps = get(job.config)
     if not comps.extensions:
         return
-    if comps.bridge is None:
+    if not comps.started:
         comps.early.append((task.name, from_state, to_state))
     else:
         _send_transition(comps, task.name, from_state, to_state)
@@ -217,13 +255,13 @@ def flowmancer_runjob_idle(job: Job) -> None:
 @hookimpl
 def flowmancer_job_finish(job: Job, exitcode: int) -> None:
     comps = get(job.config)
-    if comps.bridge is None:
+    if not comps.started:
         return
     for key, obj in comps.all():
         if job.interrupted is not None:
-            comps.bridge.call(key, obj.on_abort)
-        comps.bridge.call(key, obj.on_success if exitcode == 0 else obj.on_failure)
-        comps.bridge.call(key, obj.on_destroy)
+            comps.call(key, obj, obj.on_abort)
+        comps.call(key, obj, obj.on_success if exitcode == 0 else obj.on_failure)
+        comps.call(key, obj, obj.on_destroy)
 
 
 @hookimpl(trylast=True)

@@ -12,7 +12,7 @@ import json
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from .checkpointer import CheckpointContents, Checkpointer, NoCheckpointAvailableError, checkpointer
 from .codec import decode, encode
@@ -26,6 +26,7 @@ def _dump(record: dict[str, Any]) -> bytes:
 
 @checkpointer
 class FileCheckpointer(Checkpointer):
+    _fm_inline: ClassVar[bool] = True  # local file writes only: runs on the scheduler thread (see components)
     checkpoint_dir: str = "./.flowmancer"
 
     # -- the standard API (full contents) -------------------------------------------------------------

@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, ClassVar, Optional
 
 from pydantic import PrivateAttr
 
@@ -32,6 +32,7 @@ class FileLogger(Logger):
     ``[ISO timestamp] SEVERITY - message``. Runs older than ``retention_days`` are removed when a run
     starts (a negative value keeps them forever)."""
 
+    _fm_inline: ClassVar[bool] = True  # local file writes only: runs on the scheduler thread (see components)
     base_log_dir: str = "./logs"
     retention_days: int = 10
 
