@@ -16,6 +16,7 @@ import time
 import pytest
 
 from flowmancer.exitcode import ExitCode
+from flowmancer.markers import hookimpl
 
 LINE = re.compile(
     r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d)\] (DEBUG|INFO|WARNING|ERROR|CRITICAL) - (.*)$"
@@ -416,3 +417,39 @@ def test_unknown_logger_class_and_bad_parameters(project):
     assert "job.yaml:5: loggers.y.parameters.retention_days" in err
     assert "unknown extension class 'Nope'" in err
     assert "checkpointer.parameters.checkpoint_dri: unknown parameter" in err and "did you mean 'checkpoint_dir'" in err
+
+
+AWAITING_FILE_LOGGER = """
+import asyncio
+from flowmancer.loggers.file import FileLogger
+from flowmancer.loggers.logger import logger
+
+@logger
+class PoliteFileLogger(FileLogger):
+    async def update(self, evt):
+        await asyncio.sleep(0.001)  # a subclass may await: it must not run inline like FileLogger
+        await super().update(evt)
+"""
+
+
+class _ThreadSpy:
+    threads: list[str] = []
+
+    @hookimpl
+    def flowmancer_job_finish(self, job, exitcode):
+        self.threads = [t.name for t in threading.enumerate()]
+
+
+@pytest.mark.parametrize("subclass", [False, True])
+def test_file_logger_runs_inline_but_a_subclass_that_awaits_runs_on_the_loop(project, subclass):
+    project.makefile("loggers/polite.py", AWAITING_FILE_LOGGER)
+    loggers = "loggers:\n  file: {logger: PoliteFileLogger}\n" if subclass else ""
+    project.make_jobdef("tasks:\n  a: {task: Chatty}\n  b: {task: Chatty, dependencies: [a]}\n" + loggers)
+    spy = _ThreadSpy()
+    result = project.run(plugins=(spy,))
+    assert result.ret == 0
+    assert "failed in" not in result.stderr
+    assert ("flowmancer-async" in spy.threads) is subclass  # no event loop thread for the built-ins alone
+    for name in ("a", "b"):
+        text = next((project.path / "logs").glob(f"*/{name}.log")).read_text()
+        assert "line 1" in text and "a warning" in text and "to stderr" in text
