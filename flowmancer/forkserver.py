@@ -347,8 +347,15 @@ def serve(fd: int) -> None:
             else:
                 if not chan.fill():  # the scheduler is gone or done
                     return
+                try:  # a read stops after a message carrying fds (each request): take all that is there
+                    while len(chan.fds) < 2 * PIPELINE and chan.fill(socket.MSG_DONTWAIT):
+                        pass
+                except BlockingIOError:
+                    pass
+                batch: list[_Request] = []
                 for rec in chan.records():
                     if rec[:1] == b"D":
+                        _fork(sock, batch, closing + tuple(chan.fds))  # those children see shared_dict as it was before
                         cleared, changed, deleted = pickle.loads(rec[1:])
                         if cleared:
                             dict.clear(shared)
@@ -356,8 +363,8 @@ def serve(fd: int) -> None:
                         for k in deleted:
                             dict.pop(shared, k, None)
                         continue
-                    fds = [chan.fds.popleft(), chan.fds.popleft()]
-                    _fork(sock, rec, fds, closing, shared)
+                    batch.append(_Request(rec, chan.fds.popleft(), chan.fds.popleft(), shared))
+                _fork(sock, batch, closing + tuple(chan.fds))
         _reap(sock)
 
 
@@ -372,39 +379,71 @@ def _first(chan: _Channel) -> Optional[dict[str, Any]]:
 
 
 def _reply(sock: socket.socket, record: bytes, fds: tuple[int, ...] = ()) -> None:
-    data = _Channel.frame(record)
+    _reply_framed(sock, _Channel.frame(record), fds)
+
+
+def _reply_framed(sock: socket.socket, data: bytes, fds: tuple[int, ...] = ()) -> None:
+    """Send framed records; ``fds`` ride with the first byte, so the reader files them with the first record."""
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
     sent = sock.sendmsg([data], anc)  # a signal can cut a stream write short: send the rest
     if sent < len(data):
         sock.sendall(data[sent:])
 
 
-def _fork(sock: socket.socket, rec: bytes, fds: list[int], closing: tuple[int, ...], shared: SharedDict) -> None:
-    (req,) = _ID.unpack_from(rec, 1)
-    from .worker import Attempt, PipeWriter
+class _Request:
+    """One spawn request, made ready to fork: its ``Attempt`` is built here, not in the child (see ``Attempt``)."""
 
-    event_w, raw_w = fds
-    try:  # built here, not in the child: see Attempt
-        instance, info, workdir, memory_limit_mb = pickle.loads(rec[1 + _ID.size :])
-        attempt: Optional[Attempt] = Attempt(PipeWriter(event_w), instance, info, shared, memory_limit_mb)
-    except BaseException:  # noqa: BLE001 - the child exits without a result: the scheduler reports a crash
-        attempt, workdir = None, None
+    def __init__(self, rec: bytes, event_w: int, raw_w: int, shared: SharedDict) -> None:
+        from .worker import Attempt, PipeWriter
+
+        (self.req,) = _ID.unpack_from(rec, 1)
+        self.fds = (event_w, raw_w)
+        self.attempt: Optional[Attempt] = None
+        self.workdir: Optional[str] = None
+        try:
+            instance, info, self.workdir, memory_limit_mb = pickle.loads(rec[1 + _ID.size :])
+            self.attempt = Attempt(PipeWriter(event_w), instance, info, shared, memory_limit_mb)
+        except BaseException:  # noqa: BLE001 - the child exits without a result: the scheduler reports a crash
+            pass
+
+
+def _fork(sock: socket.socket, batch: list[_Request], closing: tuple[int, ...]) -> None:
+    """Fork every request of ``batch`` back to back, then answer them all. ``closing``: the server's file
+    descriptors a child must close (with the other requests' pipes, which it would otherwise keep open).
+
+    Why in batches: after a fork, the server's own pages are shared with the child, so each page the server
+    writes next is copied (~200 pages per request when it prepared and answered one request between two
+    forks). Preparing a batch first and forking it in a tight loop copies those pages once per batch."""
+    if not batch:
+        return
+    pids: list[int] = []
+    pipes = tuple(fd for r in batch for fd in r.fds)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # see spawn.block_sigterm
-    pid = os.fork()
-    if pid == 0:
-        _child(attempt, raw_w, workdir, closing)
-    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
-        os.setpgid(pid, pid)  # as the child does: no window in which a group signal misses it
-    except OSError:
-        pass
-    pidfd = os.pidfd_open(pid)
-    for f in fds:
-        os.close(f)
-    try:
-        _reply(sock, b"S" + _SPAWNED.pack(req, pid), (pidfd,))
+        for r in batch:
+            pid = os.fork()
+            if pid == 0:
+                _child(r.attempt, r.fds[1], r.workdir, closing + tuple(fd for fd in pipes if fd not in r.fds))
+            pids.append(pid)
     finally:
-        os.close(pidfd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    answers: list[tuple[bytes, int]] = []
+    try:
+        for r, pid in zip(batch, pids):
+            try:
+                os.setpgid(pid, pid)  # as the child does: no window in which a group signal misses it
+            except OSError:
+                pass
+            answers.append((_Channel.frame(b"S" + _SPAWNED.pack(r.req, pid)), os.pidfd_open(pid)))  # before any reaping
+            for f in r.fds:
+                os.close(f)
+        for i in range(0, len(answers), _MAX_FDS):  # the scheduler takes at most _MAX_FDS per read
+            chunk = answers[i : i + _MAX_FDS]
+            _reply_framed(sock, b"".join(a[0] for a in chunk), tuple(a[1] for a in chunk))
+    finally:
+        for _, pidfd in answers:
+            os.close(pidfd)
+    batch.clear()
     _reap(sock)
 
 

@@ -294,8 +294,6 @@ class Attempt:
         self.conn = conn
         self.out = LineWriter(send, "stdout", Severity.INFO)
         self.err = LineWriter(send, "stderr", Severity.ERROR)
-        if isinstance(shared, SharedDict):  # the fork server's replica: the task process writes to its own copy
-            shared._send = send
         self.shared = shared
         self.logger = TaskLogger(self._emit)
         self.life = _Lifecycle(task, send, info)
@@ -332,8 +330,12 @@ class Attempt:
         out, err, life, shared = self.out, self.err, self.life, self.shared
         sys.stdout, sys.stderr = out, err
         task = life.task
+        if isinstance(shared, SharedDict):  # the fork server's replica: from now on this process's own copy
+            shared._send = self.send
+        else:
+            shared = SharedDict(shared, self.send)
         values = {
-            "_fm_shared_dict": shared if isinstance(shared, SharedDict) else SharedDict(shared, self.send),
+            "_fm_shared_dict": shared,
             "_fm_logger": self.logger,
             "_fm_info": life.info,
         }

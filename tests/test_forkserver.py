@@ -172,3 +172,45 @@ def test_shared_dict_reaches_tasks_the_server_forks(fmtester, monkeypatch):
     assert result.ret == 0
     assert json.loads((fmtester.path / "seen-c.json").read_text()) == {"a": {"from": "a"}, "b": {"from": "b"}}
     assert json.loads((fmtester.path / "seen-e.json").read_text()) == {"b": {"from": "b"}, "d": {"from": "d"}}
+
+
+FDS_TASKS = """
+import os, time
+from flowmancer.task import Task, task
+
+@task
+class Gate(Task):
+    def run(self):
+        time.sleep(1.0)
+
+@task
+class Fds(Task):
+    def run(self):
+        time.sleep(0.2)  # its siblings are forked meanwhile
+        self.shared_dict[self.task_info.name] = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+
+@task
+class Collect(Task):
+    def run(self):
+        import json
+        with open("fds.json", "w") as f:
+            json.dump(dict(self.shared_dict), f)
+"""
+
+
+def test_requests_forked_in_one_batch_keep_to_their_own_pipes(fmtester, monkeypatch):
+    """Requests that wait while the server forks are forked together: each task process must hold only its
+    own pipes (a sibling's would delay the end of that task's output) and report through them."""
+    import json
+
+    monkeypatch.setenv("FLOWMANCER_FORK_SERVER", "1")
+    fmtester.make_tasks(FDS_TASKS, name="fds")
+    n = 40
+    body = "".join(f"  f{i}: {{task: Fds, dependencies: [gate]}}\n" for i in range(n))
+    deps = ", ".join(f"f{i}" for i in range(n))
+    fmtester.make_jobdef(f"tasks:\n  gate: {{task: Gate}}\n{body}  all: {{task: Collect, dependencies: [{deps}]}}\n")
+    result = fmtester.run()
+    assert result.ret == 0, result.stdout
+    seen = json.loads((fmtester.path / "fds.json").read_text())
+    assert sorted(seen) == sorted(f"f{i}" for i in range(n))  # every write came through its own task's pipe
+    assert {len(fds) for fds in seen.values()} == {len(seen["f0"])}, seen  # as many descriptors in each
