@@ -11,6 +11,9 @@ def main() -> None:
 
         print(f"flowmancer {__version__}")
         return
+    from .forkserver import prestart
+
+    prestart(sys.argv[1:])  # before the heavy imports below: see prestart
     from .cli import console_main
 
     console_main()

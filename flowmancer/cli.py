@@ -169,6 +169,25 @@ def run(
 ) -> tuple[int, Optional[Config]]:
     """Run one job from command-line arguments; return (exit code, config)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv, prog, default_root, default_jobdef, extra_vars, raise_errors, plugins)
+    finally:
+        from .spawn import take_early_server
+
+        early = take_early_server()  # started with the process and not used (no job ran, or Dask did)
+        if early is not None:
+            early.close()
+
+
+def _run(
+    argv: list[str],
+    prog: str,
+    default_root: Optional[Path],
+    default_jobdef: Optional[str],
+    extra_vars: Optional[dict[str, str]],
+    raise_errors: bool,
+    plugins: Sequence[object],
+) -> tuple[int, Optional[Config]]:
     config: Optional[Config] = None
     try:
         config = _setup(argv, prog, default_root, default_jobdef, extra_vars, plugins)

@@ -146,11 +146,13 @@ class ServedChild:
 class ForkServer:
     """The scheduler's side: start the server, hand it spawn requests, collect answers and exit codes."""
 
-    def __init__(self, modules: dict[str, Optional[str]]) -> None:
-        """``modules``: the task modules to import there, with the file each was loaded from here."""
+    def __init__(self) -> None:
+        """Start the server process; it imports the worker side (pydantic) at once, the task modules when
+        ``load`` names them."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.chan = _Channel(ours)
-        self.expected = modules
+        self.expected: dict[str, Optional[str]] = {}
+        self.loading = False
         self.usable: set[str] = set()  # modules the server imported from the same file, once ready
         self.ready = False
         self.alive = True
@@ -174,7 +176,12 @@ class ForkServer:
             theirs.close()
             os.close(devnull)
         ours.setblocking(False)
-        self._send(b"I" + pickle.dumps({"path": list(sys.path), "modules": list(modules)}))
+
+    def load(self, modules: dict[str, Optional[str]]) -> None:
+        """Have it import ``modules`` (each with the file it was loaded from here), with this process's
+        ``sys.path`` and environment as they are now; it is ready for requests after that."""
+        self.expected, self.loading = modules, True
+        self._send(b"I" + pickle.dumps({"path": list(sys.path), "env": dict(os.environ), "modules": list(modules)}))
 
     # -- receiving ---------------------------------------------------------------------------------
 
@@ -290,12 +297,50 @@ class ForkServer:
     def close(self) -> None:
         """End the server (it exits when the socket closes) and reap it."""
         self._gone()
+        if not self.loading:  # never used: do not wait for it to finish importing
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
         for pidfd in (a[1] for a in self._answers.values()):
             os.close(pidfd)
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+
+
+# -- started early -----------------------------------------------------------------------------------
+
+_early: Optional[ForkServer] = None
+
+
+def prestart(argv: list[str]) -> None:
+    """Start a server at the very beginning of ``flowmancer`` (before the scheduler's own imports): its
+    start-up then runs on another core while the scheduler starts, and it is ready for the first tasks.
+    Not with one core (it would delay the scheduler), nor where the ``spawn`` plugin would not use it."""
+    global _early
+    if (
+        _early is not None
+        or not sys.platform.startswith("linux")
+        or not hasattr(os, "pidfd_open")
+        or os.environ.get("FLOWMANCER_FORK_SERVER") == "0"
+        or os.environ.get("FLOWMANCER_START_METHOD", "fork") != "fork"
+        or len(os.sched_getaffinity(0)) < 2
+        or any(a in ("-h", "--help", "--version", "--schema", "--plugins") for a in argv)
+    ):
+        return
+    try:
+        _early = ForkServer()
+    except OSError:
+        pass
+
+
+def take_early() -> Optional[ForkServer]:
+    """The server ``prestart`` started, for its caller to use or close; ``None`` if there is none."""
+    global _early
+    server, _early = _early, None
+    return server
 
 
 # -- the server process ----------------------------------------------------------------------------
@@ -306,16 +351,18 @@ def serve(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler coordinates Ctrl-C and SIGTERM
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (children get SIGTERM blocked, not ignored: see _fork)
     chan = _Channel(socket.socket(fileno=fd))
+    import faulthandler
+    from importlib import import_module
+
+    from .worker import SharedDict  # pydantic and the task machinery: the bulk of the start-up, done at once
+
+    faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # fd 2: each child's raw pipe, once it is forked
     init = _first(chan)
     if init is None:
         return
     sys.path[:] = init["path"]
-    import faulthandler
-    from importlib import import_module
-
-    from .worker import SharedDict
-
-    faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # fd 2: each child's raw pipe, once it is forked
+    os.environ.clear()  # the scheduler's environment when its first task started, as a fork of it would have
+    os.environ.update(init["env"])
 
     loaded: dict[str, Optional[str]] = {}
     for name in init["modules"]:

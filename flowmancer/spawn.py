@@ -325,25 +325,36 @@ _SERVER = "spawn.forkserver"
 FORK_SERVER_MIN_TASKS = 300
 
 
+def take_early_server() -> Optional[ForkServer]:
+    """The fork server ``flowmancer`` started with the process (``forkserver.prestart``), if any."""
+    forkserver = sys.modules.get("flowmancer.forkserver")  # not imported: none was started
+    return None if forkserver is None else forkserver.take_early()  # type: ignore[no-any-return]
+
+
 def _server(job: Job) -> Optional[ForkServer]:
-    """The job's fork server, started on first use when the job is big enough (or when
-    ``FLOWMANCER_FORK_SERVER=1``; ``0`` turns it off)."""
+    """The job's fork server: the one started with the process for any job of two tasks or more, else one
+    started now when the job is big enough to pay for its start-up (``FLOWMANCER_FORK_SERVER=1``: always;
+    ``0``: never)."""
     if _SERVER in job.stash:
         server: Optional[ForkServer] = job.stash[_SERVER]
         return server
     wanted = os.environ.get("FLOWMANCER_FORK_SERVER", "")
-    server = None
-    if wanted == "1" or (wanted != "0" and len(job.tasks) >= FORK_SERVER_MIN_TASKS):
-        modules: dict[str, Optional[str]] = {}
-        for t in job:
-            module = sys.modules.get(t.cls.__module__)
-            file = getattr(module, "__file__", None)
-            if file and t.cls.__module__ != "__main__":
-                modules[t.cls.__module__] = file
-        if modules:
-            from .forkserver import ForkServer  # only now: it pulls in the socket machinery
+    server = take_early_server()
+    modules: dict[str, Optional[str]] = {}
+    for t in job:
+        module = sys.modules.get(t.cls.__module__)
+        file = getattr(module, "__file__", None)
+        if file and t.cls.__module__ != "__main__":
+            modules[t.cls.__module__] = file
+    if server is not None and (not modules or wanted == "0" or len(job.tasks) < 2):
+        server.close()
+        server = None
+    elif server is None and modules and (wanted == "1" or (wanted != "0" and len(job.tasks) >= FORK_SERVER_MIN_TASKS)):
+        from .forkserver import ForkServer  # only now: it pulls in the socket machinery
 
-            server = ForkServer(modules)
+        server = ForkServer()
+    if server is not None:
+        server.load(modules)
     job.stash[_SERVER] = server
     return server
 

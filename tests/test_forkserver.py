@@ -214,3 +214,52 @@ def test_requests_forked_in_one_batch_keep_to_their_own_pipes(fmtester, monkeypa
     seen = json.loads((fmtester.path / "fds.json").read_text())
     assert sorted(seen) == sorted(f"f{i}" for i in range(n))  # every write came through its own task's pipe
     assert {len(fds) for fds in seen.values()} == {len(seen["f0"])}, seen  # as many descriptors in each
+
+
+def test_the_command_starts_the_server_with_the_process_so_small_jobs_use_it(project):
+    """``flowmancer`` starts the server before its own imports; it is ready for the first tasks of any job of
+    two tasks or more. It sees the environment as it is when the tasks start (a flowmancerconf.py may set it)."""
+    project.makefile("flowmancerconf.py", "import os\nos.environ['SET_BY_CONF'] = 'yes'\n")
+    project.make_jobdef(jobdef(3, gate=1.0))
+    result = project.run_python("-m", "flowmancer", "-j", "job.yaml", "-qq")
+    assert result.ret == 0, result.stdout + result.stderr
+    assert {who(project)[f"t{i}"][0] for i in (1, 2)} == {"server"}
+    project.makefile(
+        "tasks/env.py",
+        """
+        import os
+        from flowmancer.task import Task, task
+
+        @task
+        class Env(Task):
+            def run(self):
+                print("SET_BY_CONF =", os.environ.get("SET_BY_CONF"))
+        """,
+    )
+    project.make_jobdef("tasks:\n  a: {task: Who, parameters: {sleep: 1.0}}\n  b: {task: Env, dependencies: [a]}\n")
+    result = project.run_python("-m", "flowmancer", "-j", "job.yaml", "-s")
+    assert result.ret == 0, result.stdout + result.stderr
+    assert "SET_BY_CONF = yes" in result.stdout
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("args", [["--list"], ["-n"], []])
+def test_a_server_started_with_the_process_and_not_used_does_not_outlive_it(project, args):
+    """Listing, a dry run, a one-task job: the server started with the process goes away with it."""
+    marker = f"FM_TEST_MARK={os.getpid()}-{'-'.join(args) or 'one'}"
+    project.make_jobdef(jobdef(1))
+    key, value = marker.split("=")
+    result = project.run_python("-m", "flowmancer", "-j", "job.yaml", *args, env={key: value})
+    assert result.ret == 0, result.stdout + result.stderr
+    assert _processes_with(marker) == []
