@@ -24,6 +24,13 @@ def _dump(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n").encode()
 
 
+class _Journal:
+    __slots__ = ("fd", "records", "limit")
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd, self.records, self.limit = fd, 0, limit
+
+
 @checkpointer
 class FileCheckpointer(Checkpointer):
     _fm_inline: ClassVar[bool] = True  # local file writes only: runs on the scheduler thread (see components)
@@ -82,10 +89,9 @@ class FileCheckpointer(Checkpointer):
 
     # -- the journal (what the checkpoint plugin uses for O(1) updates) ----------------------------------
 
-    _fd: Optional[int] = None
-    _records: int = 0
-    _limit: int = 0
-    _name: str = ""
+    # One private attribute holding a plain object: pydantic serves each private attribute through
+    # ``__getattr__`` (microseconds each), and this runs on every state change.
+    _journal: Optional[_Journal] = None
 
     def _replace(self, path: Path, name: str, states: dict[str, str], shared: dict[Any, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -105,16 +111,13 @@ class FileCheckpointer(Checkpointer):
         self.close_journal()
         path = self.path_for(name)
         self._replace(path, name, states, shared)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        self._name = name
-        self._records = 0
-        self._limit = 4 * (len(states) + len(shared)) + 1000
+        self._journal = _Journal(os.open(path, os.O_WRONLY | os.O_APPEND), 4 * (len(states) + len(shared)) + 1000)
 
     def _append(self, record: dict[str, Any]) -> None:
-        if self._fd is None:
-            return
-        os.write(self._fd, _dump(record))
-        self._records += 1
+        journal = self._journal
+        if journal is not None:
+            os.write(journal.fd, _dump(record))
+            journal.records += 1
 
     def record_state(self, task: str, state: str) -> None:
         self._append({"t": task, "s": state})
@@ -123,9 +126,11 @@ class FileCheckpointer(Checkpointer):
         self._append({"k": encode(key), "d": True} if deleted else {"k": encode(key), "v": encode(value)})
 
     def needs_compaction(self) -> bool:
-        return self._fd is not None and self._records > self._limit
+        journal = self._journal
+        return journal is not None and journal.records > journal.limit
 
     def close_journal(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        journal = self._journal
+        if journal is not None:
+            self._journal = None
+            os.close(journal.fd)

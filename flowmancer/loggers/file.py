@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import IO, ClassVar, Optional
+from typing import ClassVar, Optional
 
 from pydantic import PrivateAttr
 
@@ -17,9 +17,38 @@ from .logger import Logger, logger
 RUN_DIR_FORMAT = "%Y-%m-%dT%H-%M-%S.%f"
 
 
-def _private(path: str, flags: int) -> int:
-    """Log files are readable by the owner and group only: task output may hold sensitive data."""
-    return os.open(path, flags, 0o640)
+#: log files are readable by the owner and group only: task output may hold sensitive data
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+
+
+class _Files:
+    """The run folder and one open descriptor per task (a plain object: see ``FileLogger._state``)."""
+
+    __slots__ = ("run_dir", "fds")
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.fds: dict[str, int] = {}
+
+    def fd(self, name: str) -> int:
+        fd = self.fds.get(name)
+        if fd is None:
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+            fd = self.fds[name] = os.open(self.run_dir / f"{safe}.log", _OPEN_FLAGS, 0o640)
+        return fd
+
+    def write(self, name: str, text: str) -> None:
+        """One ``write()`` per event, unbuffered: the file is always current, and the text is never torn."""
+        data = text.encode("utf-8", "replace")
+        fd = self.fd(name)
+        while data:
+            data = data[os.write(fd, data) :]
+
+    def close(self, name: Optional[str] = None) -> None:
+        for n in [name] if name is not None else list(self.fds):
+            fd = self.fds.pop(n, None)
+            if fd is not None:
+                os.close(fd)
 
 
 def _stamp(ts: float) -> str:
@@ -36,12 +65,13 @@ class FileLogger(Logger):
     base_log_dir: str = "./logs"
     retention_days: int = 10
 
-    _run_dir: Optional[Path] = PrivateAttr(default=None)
-    _files: dict[str, IO[str]] = PrivateAttr(default_factory=dict)
+    # One private attribute holding a plain object: pydantic serves each private attribute through
+    # ``__getattr__`` (microseconds each), and ``update`` runs for every line of every task.
+    _state: Optional[_Files] = PrivateAttr(default=None)
 
     @property
     def run_dir(self) -> Optional[Path]:
-        return self._run_dir
+        return None if self._state is None else self._state.run_dir
 
     async def on_create(self) -> None:
         base = self.resolve_path(self.base_log_dir)
@@ -53,7 +83,7 @@ class FileLogger(Logger):
             start += dt.timedelta(microseconds=1)
             run_dir = base / start.strftime(RUN_DIR_FORMAT)
         run_dir.mkdir(mode=0o750)
-        self._run_dir = run_dir
+        self._state = _Files(run_dir)
 
     def _remove_old_runs(self, base: Path) -> None:
         if self.retention_days < 0:
@@ -67,31 +97,20 @@ class FileLogger(Logger):
             if d.is_dir() and when < cutoff:
                 shutil.rmtree(d, ignore_errors=True)
 
-    def _file(self, name: str) -> IO[str]:
-        f = self._files.get(name)
-        if f is None:
-            assert self._run_dir is not None, "on_create() must run first"
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-            f = self._files[name] = open(  # noqa: SIM115 - closed on LogEndEvent / on_destroy
-                self._run_dir / f"{safe}.log", "a", encoding="utf-8", buffering=1, opener=_private
-            )
-        return f
-
     async def update(self, evt: SerializableLogEvent) -> None:
+        files = self._state
+        assert files is not None, "on_create() must run first"
         if isinstance(evt, LogWriteEvent):
             prefix = f"[{_stamp(evt.timestamp)}] {evt.severity.value} - "
-            self._file(evt.name).write("".join(prefix + line + "\n" for line in evt.message.split("\n")))
+            files.write(evt.name, "".join(prefix + line + "\n" for line in evt.message.split("\n")))
         elif isinstance(evt, LogStartEvent):
             if evt.attempt > 1:
-                self._file(evt.name).write(f"[{_stamp(evt.timestamp)}] INFO - ----- attempt {evt.attempt} -----\n")
+                files.write(evt.name, f"[{_stamp(evt.timestamp)}] INFO - ----- attempt {evt.attempt} -----\n")
             else:
-                self._file(evt.name)
+                files.fd(evt.name)
         elif isinstance(evt, LogEndEvent):
-            f = self._files.pop(evt.name, None)
-            if f is not None:
-                f.close()
+            files.close(evt.name)
 
     async def on_destroy(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
+        if self._state is not None:
+            self._state.close()
