@@ -117,6 +117,18 @@ class ServedChild:
             except ServerGone:
                 self._sentinel, self._reaped, self.lost = -1, True, True
 
+    def answered(self) -> bool:
+        """Has the answer been read (or the server died)? Never reads nor waits: ``ProcessHandle`` watches
+        ``notifier`` meanwhile, so the scheduler goes on while the server forks, and reads when it fires."""
+        if self._sentinel is None and (self.req in self.server._answers or not self.server.alive):
+            self._resolve()
+        return self._sentinel is not None
+
+    @property
+    def notifier(self) -> socket.socket:
+        """Readable when the server has sent something (the answer, perhaps); shared by all its children."""
+        return self.server.chan.sock
+
     @property
     def pid(self) -> Optional[int]:
         self._resolve()
@@ -216,9 +228,9 @@ class ForkServer:
         return True
 
     def _gone(self) -> None:
-        if self.alive:
-            self.alive = self.ready = False
-            self.chan.sock.close()
+        """The server is gone. Its socket stays open until ``close``: the scheduler may still be watching it
+        (for handles whose answers it waits for; they stop doing so now)."""
+        self.alive = self.ready = False
 
     def poll(self) -> bool:
         """Read what has arrived without waiting; ``True`` once the server can take requests."""
@@ -297,6 +309,7 @@ class ForkServer:
     def close(self) -> None:
         """End the server (it exits when the socket closes) and reap it."""
         self._gone()
+        self.chan.sock.close()
         if not self.loading:  # never used: do not wait for it to finish importing
             try:
                 os.kill(self.pid, signal.SIGKILL)

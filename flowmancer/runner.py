@@ -91,8 +91,10 @@ class Scheduler:
         self.ready: list[tuple[int, str]] = []  # heap by YAML order
         self.timers: list[tuple[float, int, str, str, int]] = []  # (when, seq, kind, task, attempt)
         self.selector = selectors.DefaultSelector()
-        self.by_fd: dict[int, tuple[Any, TaskRun, TaskHandle]] = {}  # watched fd -> (waitable, task, handle)
+        #: watched fd -> {id(handle): (waitable, task, handle)}: a waitable may be shared (see _watch)
+        self.by_fd: dict[int, dict[int, tuple[Any, TaskRun, TaskHandle]]] = {}
         self.registered: dict[int, dict[Any, int]] = {}  # id(handle) -> its watched waitables -> their fd
+        self.waiting: dict[int, tuple[TaskRun, TaskHandle]] = {}  # handles whose waitables may change unseen
         #: attempts that reported success and were settled while their process still exits: id -> (task, handle)
         self.lingering: dict[int, tuple[TaskRun, TaskHandle]] = {}
         self.finished_events: dict[str, dict[str, Any]] = {}
@@ -212,15 +214,26 @@ class Scheduler:
         for w in live:
             if w not in mine:
                 fd = w if isinstance(w, int) else w.fileno()
-                self.selector.register(fd, selectors.EVENT_READ)
-                self.by_fd[fd] = (w, task, handle)
+                watchers = self.by_fd.get(fd)
+                if watchers is None:  # a waitable may be shared by several handles (a fork server's socket)
+                    self.selector.register(fd, selectors.EVENT_READ)
+                    watchers = self.by_fd[fd] = {}
+                watchers[id(handle)] = (w, task, handle)
                 mine[w] = fd
+        waiting = getattr(handle, "waiting", None)
+        if waiting is not None and waiting():
+            self.waiting[id(handle)] = (task, handle)
+        else:
+            self.waiting.pop(id(handle), None)
 
     def _unwatch(self, handle: TaskHandle, w: Any) -> None:
         """Stop watching ``w``, then let the handle close it (in that order: see ``TaskHandle.release``)."""
         fd = self.registered[id(handle)].pop(w)
-        self.selector.unregister(fd)
-        del self.by_fd[fd]
+        watchers = self.by_fd[fd]
+        del watchers[id(handle)]
+        if not watchers:
+            self.selector.unregister(fd)
+            del self.by_fd[fd]
         release = getattr(handle, "release", None)
         if release is not None:
             release(w)
@@ -230,6 +243,7 @@ class Scheduler:
             self._unwatch(handle, w)
         del self.registered[id(handle)]
         self.lingering.pop(id(handle), None)
+        self.waiting.pop(id(handle), None)
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -424,6 +438,8 @@ class Scheduler:
                 if self.aborting and not job.running and not self.lingering:
                     break
                 self._start_ready()
+                for task, handle in list(self.waiting.values()):  # see TaskHandle.waiting
+                    self._watch(task, handle)
                 self._honour_stop()
                 if not job.running and not self.lingering and not self.timers:
                     if self.ready and not job.stopping:
@@ -439,9 +455,9 @@ class Scheduler:
                     if key.fd == sigs.r:
                         sigs.drain()
                         continue
-                    w, task, handle = self.by_fd[key.fd]
-                    ready.add(w)
-                    handles[id(handle)] = (task, handle)
+                    for w, task, handle in self.by_fd[key.fd].values():
+                        ready.add(w)
+                        handles[id(handle)] = (task, handle)
                 self._take_signals(sigs)
                 for task, handle in handles.values():
                     if id(handle) in self.registered:

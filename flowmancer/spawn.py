@@ -33,8 +33,9 @@ class TaskHandle(Protocol):
     def waitables(self) -> list[Any]:
         """Objects with a ``fileno()`` (or file descriptors) that become readable when there is news.
 
-        The list may shrink after ``read``; the scheduler then stops watching what left it and calls
-        ``release`` for it."""
+        The list may change after ``read``; the scheduler then stops watching what left it and calls
+        ``release`` for it. Several handles may return the same object (the scheduler watches it once and
+        wakes them all): a fork server's socket, while they wait for its answer."""
 
     def read(self, ready: set[Any]) -> list[dict[str, Any]]:
         """Events available now (never blocks). The last one is ``{"event": "exit", ...}`` once done."""
@@ -42,6 +43,10 @@ class TaskHandle(Protocol):
     def drain(self) -> list[dict[str, Any]]:
         """Optional: events available now without waiting, called when the task reported success and is
         settled before its process has exited (``ProcessHandle`` returns buffered raw output)."""
+
+    def waiting(self) -> bool:
+        """Optional: ``True`` while ``waitables`` may change without any of them becoming readable; the
+        scheduler then asks for them again before each wait."""
 
     def release(self, waitable: Any) -> None:
         """The scheduler no longer watches ``waitable``: close it now. A handle never closes a waitable
@@ -215,6 +220,7 @@ class ProcessHandle:
         self._conn_open = True
         self._raw_open = raw_r is not None
         self._reported = False  # a finished event arrived
+        self._sentinel_watched = False
         self.finished: Optional[dict[str, Any]] = None
 
     @property
@@ -223,13 +229,29 @@ class ProcessHandle:
 
     def _lost(self) -> bool:
         """Forked by a fork server that died before telling us its pid (see ``ServedChild.lost``)."""
-        self.proc.pid  # noqa: B018 - a ServedChild knows only once it has its answer
         return getattr(self.proc, "lost", False) is True
+
+    def _answered(self) -> bool:
+        """A fork server's child: has its pid arrived? (Always true for a process made here.)"""
+        answered = getattr(self.proc, "answered", None)
+        return answered is None or bool(answered())
+
+    def waiting(self) -> bool:
+        """Its waitables may change while none of them is readable: the fork server's answer may have been
+        read while the scheduler handled something else (one read takes everything the server sent)."""
+        return self.finished is None and not self._answered()
 
     def waitables(self) -> list[Any]:
         if self.finished is not None:
             return []
-        out: list[Any] = [] if self._lost() else [self.proc.sentinel]
+        out: list[Any]
+        if not self._answered():  # shared with the server's other unanswered children: see release
+            out = [self.proc.notifier]
+        elif self._lost():
+            out = []
+        else:
+            out = [self.proc.sentinel]
+            self._sentinel_watched = True
         if self._conn_open:
             out.append(self.conn)
         if self._raw_open:
@@ -237,6 +259,8 @@ class ProcessHandle:
         return out
 
     def release(self, waitable: Any) -> None:
+        if waitable is getattr(self.proc, "notifier", None):
+            return  # the fork server's socket: it closes that at the end of the job
         if waitable is self.conn:
             self.conn.close()
         elif self.raw is not None and waitable == self.raw:
@@ -284,8 +308,13 @@ class ProcessHandle:
 
     def read(self, ready: set[Any]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
+        notifier = getattr(self.proc, "notifier", None)
+        if notifier is not None and notifier in ready:
+            self.proc.server.poll()  # file the answers (the scheduler then asks for waitables again)
         lost = self._lost()
-        done = not lost and self.proc.sentinel in ready
+        # Only a sentinel the scheduler watched counts: one that arrived during this wake-up may have the
+        # number of a descriptor another handle closed meanwhile, which is in ``ready``.
+        done = self._sentinel_watched and self.proc.sentinel in ready
         if done or self.conn in ready:
             self._read_conn(events)
         if lost and not self._conn_open:  # the end of its event pipe: the task process, if any, is done
