@@ -311,6 +311,7 @@ class ProcessHandle:
         notifier = getattr(self.proc, "notifier", None)
         if notifier is not None and notifier in ready:
             self.proc.server.poll()  # file the answers (the scheduler then asks for waitables again)
+        self._answered()  # settles lost-or-not now if it can: a lost task's pipes may have ended in this wake-up
         lost = self._lost()
         # Only a sentinel the scheduler watched counts: one that arrived during this wake-up may have the
         # number of a descriptor another handle closed meanwhile, which is in ``ready``.
