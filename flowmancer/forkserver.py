@@ -141,6 +141,10 @@ class ServedChild:
         assert self._sentinel is not None
         return self._sentinel
 
+    def exit_known(self) -> bool:
+        """Has the server reported the exit code (or died)? ``join`` then returns at once."""
+        return self._reaped or self._pid is None or self._pid in self.server._exits or not self.server.alive
+
     def join(self) -> Optional[int]:
         """The exit code the server reported (``None`` if the server died before reaping it)."""
         self._resolve()

@@ -439,7 +439,8 @@ class Scheduler:
                     break
                 self._start_ready()
                 for task, handle in list(self.waiting.values()):  # see TaskHandle.waiting
-                    self._watch(task, handle)
+                    if id(handle) in self.registered:
+                        self._handle(task, handle, set())
                 self._honour_stop()
                 if not job.running and not self.lingering and not self.timers:
                     if self.ready and not job.stopping:

@@ -45,8 +45,9 @@ class TaskHandle(Protocol):
         settled before its process has exited (``ProcessHandle`` returns buffered raw output)."""
 
     def waiting(self) -> bool:
-        """Optional: ``True`` while ``waitables`` may change without any of them becoming readable; the
-        scheduler then asks for them again before each wait."""
+        """Optional: ``True`` while news may come without any of its waitables becoming readable (what it
+        waits for was read on another handle's behalf); the scheduler then calls ``read`` with nothing
+        ready, and asks for ``waitables`` again, before each wait."""
 
     def release(self, waitable: Any) -> None:
         """The scheduler no longer watches ``waitable``: close it now. A handle never closes a waitable
@@ -221,6 +222,7 @@ class ProcessHandle:
         self._raw_open = raw_r is not None
         self._reported = False  # a finished event arrived
         self._sentinel_watched = False
+        self._exited = False  # the process is gone and its pipes are drained
         self.finished: Optional[dict[str, Any]] = None
 
     @property
@@ -237,14 +239,16 @@ class ProcessHandle:
         return answered is None or bool(answered())
 
     def waiting(self) -> bool:
-        """Its waitables may change while none of them is readable: the fork server's answer may have been
-        read while the scheduler handled something else (one read takes everything the server sent)."""
-        return self.finished is None and not self._answered()
+        """Waiting for the fork server (its answer, or the exit code of a process that has ended): what it
+        sends may be read while the scheduler handles something else (one read takes everything)."""
+        return self.finished is None and (self._exited or not self._answered())
 
     def waitables(self) -> list[Any]:
         if self.finished is not None:
             return []
         out: list[Any]
+        if self._exited:  # its pipes are drained: only the fork server's exit code is missing
+            return [self.proc.notifier]
         if not self._answered():  # shared with the server's other unanswered children: see release
             out = [self.proc.notifier]
         elif self._lost():
@@ -310,22 +314,26 @@ class ProcessHandle:
         events: list[dict[str, Any]] = []
         notifier = getattr(self.proc, "notifier", None)
         if notifier is not None and notifier in ready:
-            self.proc.server.poll()  # file the answers (the scheduler then asks for waitables again)
+            self.proc.server.poll()  # file what it sent (the scheduler then asks for waitables again)
         self._answered()  # settles lost-or-not now if it can: a lost task's pipes may have ended in this wake-up
         lost = self._lost()
-        # Only a sentinel the scheduler watched counts: one that arrived during this wake-up may have the
-        # number of a descriptor another handle closed meanwhile, which is in ``ready``.
-        done = self._sentinel_watched and self.proc.sentinel in ready
-        if done or self.conn in ready:
-            self._read_conn(events)
-        if lost and not self._conn_open:  # the end of its event pipe: the task process, if any, is done
-            done = True
-        if self._raw_open and (done or self.raw in ready):
-            self._read_raw(events, final=done)
-        self._reported = self._reported or any(ev["event"] == "finished" for ev in events)
-        if done:
+        if not self._exited:
+            # Only a sentinel the scheduler watched counts: one that arrived during this wake-up may have the
+            # number of a descriptor another handle closed meanwhile, which is in ``ready``.
+            done = self._sentinel_watched and self.proc.sentinel in ready
+            if done or self.conn in ready:
+                self._read_conn(events)
+            if lost and not self._conn_open:  # the end of its event pipe: the task process, if any, is done
+                done = True
+            if self._raw_open and (done or self.raw in ready):
+                self._read_raw(events, final=done)
+            self._reported = self._reported or any(ev["event"] == "finished" for ev in events)
+            if done:
+                self._exited = True
+                self._conn_open = self._raw_open = False
+        exit_known = getattr(self.proc, "exit_known", None)  # a fork server reports exit codes a moment later
+        if self._exited and (exit_known is None or exit_known()):
             self.proc.join()
-            self._conn_open = self._raw_open = False
             if lost and not self._reported:
                 events.append(
                     crash_event(
@@ -338,7 +346,7 @@ class ProcessHandle:
         return events
 
     def _signal_group(self, sig: int) -> None:
-        if self.proc.pid is not None and self.proc.exitcode is None:
+        if not self._exited and self.proc.pid is not None and self.proc.exitcode is None:
             signal_group(self.proc.pid, sig)
 
     def terminate(self) -> None:
