@@ -392,6 +392,15 @@ class Scheduler:
             self.open -= 1
         self.ready.clear()
 
+    def _read_waiting(self) -> bool:
+        """Read the handles that wait for news no waitable will signal (see ``TaskHandle.waiting``); ``True``
+        if that made tasks ready."""
+        before = len(self.ready)
+        for task, handle in list(self.waiting.values()):
+            if id(handle) in self.registered:
+                self._handle(task, handle, set())
+        return len(self.ready) > before
+
     def _honour_stop(self) -> None:
         """``job.stop()`` was asked for: tasks waiting for a retry give up (FAILED), nothing else starts."""
         if not self.job.stopping or self._stop_done:
@@ -438,9 +447,8 @@ class Scheduler:
                 if self.aborting and not job.running and not self.lingering:
                     break
                 self._start_ready()
-                for task, handle in list(self.waiting.values()):  # see TaskHandle.waiting
-                    if id(handle) in self.registered:
-                        self._handle(task, handle, set())
+                while self._read_waiting():  # an attempt that ended there may have made tasks ready
+                    self._start_ready()
                 self._honour_stop()
                 if not job.running and not self.lingering and not self.timers:
                     if self.ready and not job.stopping:
