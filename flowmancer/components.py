@@ -14,6 +14,7 @@ import difflib
 import inspect
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -92,7 +93,14 @@ class Components:
 
 def inline(obj: Component) -> bool:
     """Runs on the scheduler thread: the class itself says so (a subclass may await, so it must say again)."""
-    return bool(vars(type(obj)).get("_fm_inline", False))
+    cls = type(obj)
+    known = _INLINE.get(cls)
+    if known is None:  # asked for every event of every logger: looked up once per class
+        known = _INLINE[cls] = bool(vars(cls).get("_fm_inline", False))
+    return known
+
+
+_INLINE: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()  # --watch reloads classes
 
 
 def report_error(key: str, method: str, exc: BaseException) -> None:
