@@ -109,7 +109,7 @@ class SharedDict(dict):  # type: ignore[type-arg]
     """The child's view of ``shared_dict``: a snapshot whose key writes are forwarded to the parent.
 
     The fork server keeps its replica in one of these (updated with ``dict``'s own methods, so nothing is
-    forwarded) and points ``_send`` at each new task before forking it: the task uses it without a copy."""
+    forwarded); each task process it forks points ``_send`` at its own pipe and uses it without a copy."""
 
     def __init__(self, snapshot: dict[str, Any], send: Optional[_Sender]) -> None:
         super().__init__(snapshot)
