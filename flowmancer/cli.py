@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shlex
 import sys
@@ -236,4 +237,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def console_main() -> None:
-    sys.exit(main())
+    code = main()
+    # This process ends now, and the interpreter's last full collections would re-scan every object the
+    # run left behind (~35 ms after a small job, more than the job's own work). Frozen, they are skipped.
+    # atexit handlers and module teardown still run, so a file a plugin left open is flushed and closed
+    # as usual; only cyclic garbage is left to the OS (Python does not promise to finalize it at exit).
+    gc.freeze()
+    sys.exit(code)

@@ -111,6 +111,33 @@ def test_python_dash_m_and_console_script_agree(project):
     assert proc.returncode == 0 and "2 completed" in proc.stdout
 
 
+EXIT_CONF = """
+import atexit
+from flowmancer import hookimpl
+
+# Buffered and never flushed nor closed: only the interpreter's exit writes it out.
+trail = open("trail.txt", "w", buffering=1 << 20)
+atexit.register(lambda: open("atexit.txt", "w").write("atexit ran"))
+
+@hookimpl
+def flowmancer_task_finish(job, task, result):
+    trail.write(f"{task.name}={result.state.value}\\n")
+"""
+
+
+@pytest.mark.parametrize("jobdef, code", [("job.yaml", 0), ("fails.yaml", 1)])
+def test_exit_keeps_what_plugins_left_open(project, jobdef, code):
+    """The command skips the interpreter's last full collections at exit (``gc.freeze``), not its exit:
+    a plugin's buffered file that nothing closed is still written, atexit handlers run, the code stays."""
+    project.make_conf(EXIT_CONF)
+    project.make_jobdef("tasks:\n  a: {task: Hello}\n  b: {task: Boom, dependencies: [a]}\n", name="fails.yaml")
+    r = project.run_subprocess("-q", jobdef=jobdef)
+    assert r.ret == code, r.stderr
+    trail = (project.path / "trail.txt").read_text()
+    assert trail == ("a=COMPLETED\nb=COMPLETED\n" if code == 0 else "a=COMPLETED\nb=FAILED\n")
+    assert (project.path / "atexit.txt").read_text() == "atexit ran"
+
+
 def test_driver_under_pytest_uses_callers_folder(project, monkeypatch):
     """Flowmancer() finds the app root from its caller, not the outermost frame (which is pytest here)."""
     app = project.path / "app"
