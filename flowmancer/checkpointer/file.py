@@ -20,8 +20,12 @@ from .codec import decode, encode
 FORMAT = 1
 
 
+#: one encoder for every record: ``json.dumps`` with non-default separators builds a new one per call
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
+
+
 def _dump(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n").encode()
+    return (_ENCODER.encode(record) + "\n").encode()
 
 
 class _Journal:
