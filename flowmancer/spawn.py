@@ -13,12 +13,11 @@ import pickle
 import signal
 import sys
 import time
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
 from .markers import hookimpl
-from .worker import Attempt, PipeWriter, child_main
+from .worker import Attempt, ConnectionReader, PipeReader, PipeWriter, child_main
 
 if TYPE_CHECKING:
     from .forkserver import ForkServer
@@ -181,32 +180,48 @@ def describe_exit(code: Optional[int]) -> str:
 class ProcessHandle:
     def __init__(self, job: Job, task: TaskRun) -> None:
         method = start_method()
-        ctx: Any = multiprocessing.get_context(method)
-        self.conn, child_conn = ctx.Pipe(duplex=False)
+        forking = method == "fork"
         raw_r: Optional[int] = None
         raw_w: Optional[int] = None
-        if method == "fork":
+        child_conn: Any = None
+        self.conn: Union[PipeReader, ConnectionReader]
+        if forking:  # the child writes with PipeWriter: a plain pipe, no Connection objects
+            event_r, event_w = os.pipe()
+            self.conn = PipeReader(event_r)
             raw_r, raw_w = os.pipe()
+        else:
+            ctx: Any = multiprocessing.get_context(method)
+            parent_conn, child_conn = ctx.Pipe(duplex=False)
+            self.conn = ConnectionReader(parent_conn)
         snapshot = job.shared_dict  # no copy per spawn: a forked child sees it as of the fork, the rest pickle it now
         workdir = str(job.config.rootdir)
         args = (task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        blocked = block_sigterm()
         try:
-            if method == "fork" and hasattr(os, "pidfd_open"):
-                self.proc: Any = _served(job, task, args, child_conn.fileno(), raw_w)
-                if self.proc is None:  # built here, not in the child: see Attempt
-                    attempt = Attempt(PipeWriter(child_conn.fileno()), task.instance, args[1], snapshot, args[4])
-                    self.proc = fork_child(attempt.run, (raw_w, workdir), close_in_child=(self.conn, raw_r))
-            else:
-                self.proc = ctx.Process(
-                    target=child_main, args=(child_conn, raw_w, *args), name=f"flowmancer:{task.name}", daemon=True
-                )
-                self.proc.start()
+            # A fork server's child needs nothing from this process: the server blocks SIGTERM around its forks.
+            self.proc: Any = _served(job, task, args, event_w, raw_w) if forking and hasattr(os, "pidfd_open") else None
+            if self.proc is None:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                blocked = block_sigterm()
+                try:
+                    if forking:  # built here, not in the child: see Attempt
+                        attempt = Attempt(PipeWriter(event_w), task.instance, args[1], snapshot, args[4])
+                        self.proc = fork_child(attempt.run, (raw_w, workdir), close_in_child=(self.conn, raw_r))
+                    else:
+                        self.proc = ctx.Process(
+                            target=child_main,
+                            args=(child_conn, raw_w, *args),
+                            name=f"flowmancer:{task.name}",
+                            daemon=True,
+                        )
+                        self.proc.start()
+                finally:
+                    unblock(blocked)
         finally:
-            unblock(blocked)
-            child_conn.close()
+            if forking:
+                os.close(event_w)
+            else:
+                child_conn.close()
             if raw_w is not None:
                 os.close(raw_w)
         if not getattr(self.proc, "served", False):  # the server does this for its children
@@ -274,12 +289,11 @@ class ProcessHandle:
             self.proc.close()  # our pidfd (ForkedChild, ServedChild); multiprocessing closes its own
 
     def _read_conn(self, events: list[dict[str, Any]]) -> None:
-        conn: Connection = self.conn
-        try:
-            while self._conn_open and conn.poll():
-                events.append(conn.recv())
-        except (EOFError, OSError):
-            self._conn_open = False
+        if self._conn_open:
+            got, eof = self.conn.read()
+            events += got
+            if eof:
+                self._conn_open = False
 
     def _read_raw(self, events: list[dict[str, Any]], final: bool = False) -> None:
         if not self._raw_open:

@@ -48,6 +48,74 @@ class PipeWriter:
 
 
 _HEADER = struct.Struct("!i")  # Connection's header for messages under 2 GiB
+_READ_CHUNK = 1 << 16
+
+
+class PipeReader:
+    """The scheduler's end of a ``PipeWriter``: a plain pipe read without blocking. ``Connection.poll`` and
+    ``recv`` cost four system calls per event and ``recv`` waits for the rest of a message, so a task
+    stopped half-way through writing a large event would stall the scheduler; this reads what is there."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self._buf = bytearray()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self) -> tuple[list[Any], bool]:
+        """The messages complete so far, and whether every writer has closed its end."""
+        eof = False
+        while True:
+            try:
+                chunk = os.read(self.fd, _READ_CHUNK)
+            except BlockingIOError:
+                break
+            if not chunk:
+                eof = True
+                break
+            self._buf += chunk
+            if len(chunk) < _READ_CHUNK:  # a pipe gives all it holds: what comes next wakes the scheduler
+                break
+        buf, pos, out = self._buf, 0, []
+        while len(buf) - pos >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buf, pos)
+            end = pos + _HEADER.size + size
+            if len(buf) < end:
+                break
+            out.append(pickle.loads(buf[pos + _HEADER.size : end]))
+            pos = end
+        del buf[:pos]
+        return out, eof
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class ConnectionReader:
+    """``PipeReader``'s interface over a ``multiprocessing`` connection (the spawn start method, where the
+    child is handed a ``Connection``)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def fileno(self) -> int:
+        return int(self.conn.fileno())
+
+    def read(self) -> tuple[list[Any], bool]:
+        out: list[Any] = []
+        try:
+            while self.conn.poll():
+                out.append(self.conn.recv())
+        except (EOFError, OSError):
+            return out, True
+        return out, False
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class _Sender:

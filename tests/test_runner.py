@@ -230,6 +230,42 @@ class Raw(Task):
     assert len(pids) == n and not [p for p in pids if os.path.exists(f"/proc/{p}")], "left a process (or a zombie)"
 
 
+def test_a_task_stopped_mid_event_does_not_stall_the_others(fmtester, spawn_path):
+    """A task process stopped half-way through writing an event (a large line, a debugger, SIGSTOP) holds
+    only itself up: the scheduler reads what is there and settles the other tasks meanwhile."""
+    fmtester.make_tasks(
+        """
+import os, pickle, struct, sys, time
+from flowmancer.task import Task, task
+
+@task
+class HalfEvent(Task):
+    def run(self):
+        line = "x" * 100_000
+        frame = pickle.dumps({"event": "log", "stream": "stdout", "severity": "INFO", "lines": [line], "ts": time.time()})
+        data = struct.pack("!i", len(frame)) + frame
+        fd = sys.stdout._send.conn.fd  # the task's event pipe
+        os.write(fd, data[: len(data) // 2])
+        time.sleep(3)  # stopped mid-event
+        os.write(fd, data[len(data) // 2 :])
+
+@task
+class Quick(Task):
+    def run(self):
+        time.sleep(0.5)
+        print("quick done")
+"""
+    )
+    fmtester.make_jobdef("tasks:\n  half: {task: HalfEvent}\n  quick: {task: Quick}\n")
+    result = fmtester.run()
+    assert result.ret == 0, result.stdout + result.stderr
+    half, quick = result.job.tasks["half"].result, result.job.tasks["quick"].result
+    assert quick.end - half.start < 2.0, "the scheduler waited for the rest of the stopped task's event"
+    assert half.end - half.start >= 3.0
+    log = next((fmtester.path / "logs").iterdir()) / "half.log"
+    assert "x" * 100_000 in log.read_text()  # the event arrived whole once it was complete
+
+
 def test_spawn_start_method_used_on_macos_and_windows(fmtester, monkeypatch):
     """Where fork is unavailable tasks start with multiprocessing's spawn: same results, output and order."""
     monkeypatch.setenv("FLOWMANCER_START_METHOD", "spawn")
