@@ -10,7 +10,6 @@ threads passed the GIL back and forth on every system call). With no other compo
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import sys
 import time
@@ -24,7 +23,7 @@ from .checkpointer.checkpointer import Checkpointer
 from .checkpointer.file import FileCheckpointer  # noqa: F401 - registers the built-in class
 from .component import Component
 from .config import Config
-from .errors import Location, Problem
+from .errors import Location, Problem, closest
 from .eventbus.execution import ExecutionStateTransition
 from .eventbus.log import LogEndEvent, LogStartEvent, LogWriteEvent
 from .events import ExecutionState, LogRecord, TaskResult
@@ -127,9 +126,9 @@ def build(
     cls = reg.get(class_name)
     where = ".".join(str(p) for p in path)
     if cls is None:
-        close = difflib.get_close_matches(class_name, list(reg), n=1)
+        close = closest(class_name, reg)
         folder = "loggers" if kind == "logger" else "extensions"
-        hint = f"did you mean '{close[0]}'?" if close else ""
+        hint = f"did you mean '{close}'?" if close else ""
         hint = hint or f"decorate the class with @{kind} and put its module under ./{folder} or an extension_directory"
         loc = jobdef.location((*path, kind))
         return None, [Problem(f"unknown {kind} class '{class_name}'", loc, where=f"{where}.{kind}", hint=hint)]

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from .exitcode import ExitCode
+
+
+def closest(word: str, choices: Iterable[str]) -> Optional[str]:
+    """The choice ``word`` was most likely meant to be (for "did you mean ...?"), if one is close enough.
+    difflib is imported here, on the error path, not by every run."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ every semantic problem (unknown class, bad parameters, bad dependencies, cycles)
 
 from __future__ import annotations
 
-import difflib
 import graphlib
 import inspect
 import time
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from pydantic import ValidationError
 
-from .errors import JobDefinitionError, Location, Problem
+from .errors import JobDefinitionError, Location, Problem, closest
 from .events import ExecutionState, TaskResult
 from .jobdef import LoadedJobDef, TaskDef, TaskSettings, problems_from_validation
 from .registry import Registry, class_file
@@ -198,8 +197,8 @@ def _suggest(name: str, choices: list[str]) -> str:
     key = name.replace(" ", "").replace("_", "").replace("-", "").lower()
     if key in squashed:
         return f"did you mean '{squashed[key]}'?"
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else ""
+    close = closest(name, choices)
+    return f"did you mean '{close}'?" if close else ""
 
 
 def _problem_order(p: Problem) -> tuple[str, int]:

@@ -5,7 +5,6 @@ validate against pydantic models. Every problem is reported at once with its fil
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 import sys
@@ -16,7 +15,7 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from .errors import JobDefinitionError, Location, Problem
+from .errors import JobDefinitionError, Location, Problem, closest
 
 Path_ = tuple[Union[str, int], ...]
 Marks = Dict[Path_, tuple[str, int, int]]  # path -> (file, line, column), made into a Location on demand
@@ -534,8 +533,8 @@ def _friendly(
     if kind == "extra_forbidden":
         model = model if model is not None and len(err["loc"]) == 1 else _model_at(loc[:-1], root)
         known = list(model.model_fields) if model else []
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else (f"known {noun}s: {', '.join(known)}" if known else "")
+        close = closest(str(loc[-1]), known)
+        hint = f"did you mean '{close}'?" if close else (f"known {noun}s: {', '.join(known)}" if known else "")
         return f"unknown {noun} '{loc[-1]}'", hint
     if kind == "missing":
         return f"missing required {noun} '{loc[-1]}'", f"add `{loc[-1]}: ...` here"
@@ -619,12 +618,12 @@ def load_jobdef(
         cfg_model: Any = root.model_fields["config"].annotation
         for key in config_defaults:
             if key not in cfg_model.model_fields:
-                close = difflib.get_close_matches(key, list(cfg_model.model_fields), n=1)
+                close = closest(key, cfg_model.model_fields)
                 problems.append(
                     Problem(
                         f"unknown setting '{key}' in [tool.flowmancer]",
                         Location(str(defaults_file), 1),
-                        hint=f"did you mean '{close[0]}'?"
+                        hint=f"did you mean '{close}'?"
                         if close
                         else "settings there are config: keys, addopts and plugins",
                     )

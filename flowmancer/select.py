@@ -6,11 +6,10 @@ Deselected tasks become SKIPPED: they do not run and count as satisfied for thei
 from __future__ import annotations
 
 import argparse
-import difflib
 from typing import Callable
 
 from .config import Config
-from .errors import UsageError
+from .errors import UsageError, closest
 from .events import ExecutionState, TaskResult
 from .expression import Expression
 from .job import Job, TaskRun
@@ -45,8 +44,8 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
 
 def _check(job: Job, name: str, flag: str) -> None:
     if name not in job.tasks:
-        close = difflib.get_close_matches(name, list(job.tasks), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f" (tasks: {', '.join(job.tasks)})"
+        close = closest(name, job.tasks)
+        hint = f" (did you mean '{close}'?)" if close else f" (tasks: {', '.join(job.tasks)})"
         raise UsageError(f"{flag} {name}: no task of that name in the job{hint}")
 
 
