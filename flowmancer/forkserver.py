@@ -98,6 +98,7 @@ class ServedChild:
     and pidfd arrive with the server's answer, read when first needed, so requests overlap."""
 
     served = True
+    owns_sentinel = True  # the pidfd the server sent is ours to close
 
     def __init__(self, server: ForkServer, req: int) -> None:
         self.server = server

@@ -7,13 +7,11 @@ pipe carrying file-descriptor-level output, and the process sentinel.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
 import signal
 import sys
 import time
-from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
 from .markers import hookimpl
@@ -71,6 +69,8 @@ def start_method() -> str:
 class ForkedChild:
     """A process made with a plain ``os.fork()``: cheaper than ``multiprocessing.Process`` (no bookkeeping,
     one pipe less) and allowed in daemonic processes (Dask workers). Its sentinel is a pidfd."""
+
+    owns_sentinel = True  # a pidfd of ours, closed with ``close`` (multiprocessing closes its own sentinels)
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -190,6 +190,8 @@ class ProcessHandle:
             self.conn = PipeReader(event_r)
             raw_r, raw_w = os.pipe()
         else:
+            import multiprocessing  # only here: a run that forks never needs it
+
             ctx: Any = multiprocessing.get_context(method)
             parent_conn, child_conn = ctx.Pipe(duplex=False)
             self.conn = ConnectionReader(parent_conn)
@@ -285,7 +287,7 @@ class ProcessHandle:
         elif self.raw is not None and waitable == self.raw:
             os.close(self.raw)
             self.raw = None
-        elif waitable == self.proc.sentinel and hasattr(self.proc, "close") and not isinstance(self.proc, BaseProcess):
+        elif waitable == self.proc.sentinel and getattr(self.proc, "owns_sentinel", False):
             self.proc.close()  # our pidfd (ForkedChild, ServedChild); multiprocessing closes its own
 
     def _read_conn(self, events: list[dict[str, Any]]) -> None:

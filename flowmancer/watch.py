@@ -10,7 +10,6 @@ modules, ``flowmancerconf.py``, job files), the job file and its includes wherev
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shlex
 import signal
@@ -83,6 +82,8 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         stamp = time.strftime("%H:%M:%S")
         print(f"\n{'─' * 20} {stamp} changed: {shown}: rerunning {'─' * 20}", flush=True)
+
+    import logging  # here, not at import: every run loads this plugin, few watch
 
     logging.getLogger("watchfiles").setLevel(logging.ERROR)  # its "process already dead" notes are noise here
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import logging
 import os
 import signal
 import sys
@@ -81,12 +80,17 @@ class _Cluster:
             if address:
                 self.client = Client(address, timeout="10s")
             else:
+                import logging  # here: this plugin is loaded by every run, Dask by few
+
                 import dask
 
                 # A lost worker must fail the attempt so that Flowmancer's retry policy decides, not Dask.
                 dask.config.set({"distributed.scheduler.allowed-failures": 0})
                 self.cluster = LocalCluster(
-                    processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=logging.CRITICAL
+                    processes=True,
+                    threads_per_worker=1,
+                    dashboard_address=None,
+                    silence_logs=logging.CRITICAL,
                 )
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError) as exc:
