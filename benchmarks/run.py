@@ -3,6 +3,7 @@
     python benchmarks/run.py                  # all shapes, medians, ratios
     python benchmarks/run.py --quick          # fewer repeats, no 10,000-task shapes
     python benchmarks/run.py --write          # also write benchmarks/RESULTS.md
+    python benchmarks/run.py --dir PATH       # generate the projects there (default benchmarks/.work)
     python benchmarks/run.py --original-venv benchmarks/.venv-original   # compare with flowmancer 0.12.4
       (make it once: python -m venv benchmarks/.venv-original &&
                      benchmarks/.venv-original/bin/pip install flowmancer==0.12.4)
@@ -26,6 +27,7 @@ import datetime as dt
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +39,15 @@ from pathlib import Path
 from typing import Optional
 
 HERE = Path(__file__).resolve().parent
+
+#: Where the generated projects go, removed only when the run ends. Why a folder of our own, not /tmp, and
+#: why no project is removed sooner: ext4 skips inodes
+#: freed in the last minute or so when it creates a file, scanning past each one. Right after a test
+#: suite or a CI run has deleted its temporary files, creating a file in /tmp took 220-400 us here instead
+#: of 16-22 us, and every task writes a log file: that measured the folder, not the runner (it slowed
+#: flowmancer and the original alike). Deleting one shape's projects (thousands of log files) before
+#: the next shape ran did the same to the later shapes.
+DEFAULT_WORK = HERE / ".work"
 
 TASKS = textwrap.dedent(
     """
@@ -230,25 +241,26 @@ def make_project(root: Path, shape: Shape) -> Path:
     return root
 
 
-def run_shape(shape: Shape, original_python: Optional[str], repeats: int) -> Result:
+def run_shape(shape: Shape, original_python: Optional[str], repeats: int, work: Path) -> Result:
+    """Run ``shape`` ``repeats`` times for each contender, in turn, in a project under ``work``. The project
+    stays until the whole run ends (see ``DEFAULT_WORK``)."""
     res = Result(shape)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = make_project(Path(tmp), shape)
-        py = sys.executable
-        cmds = {
-            "ours": [py, "rss.py", "module", "flowmancer", "-j", "job.yaml", "-qq"],
-            "floor": [py, "rss.py", "path", "floor.py", "job.yaml"],
-        }
-        if original_python and shape.original:
-            cmds["original"] = [original_python, "rss.py", "path", "main.py", "-j", "job.yaml"]
-        for _ in range(repeats):  # paired: each repeat runs every contender once, in turn
-            for who, cmd in cmds.items():
-                timeout = 600 if who != "original" else 300
-                res.runs.setdefault(who, []).append(measure(cmd, root, timeout))
+    root = make_project(Path(tempfile.mkdtemp(dir=work)), shape)
+    py = sys.executable
+    cmds = {
+        "ours": [py, "rss.py", "module", "flowmancer", "-j", "job.yaml", "-qq"],
+        "floor": [py, "rss.py", "path", "floor.py", "job.yaml"],
+    }
+    if original_python and shape.original:
+        cmds["original"] = [original_python, "rss.py", "path", "main.py", "-j", "job.yaml"]
+    for _ in range(repeats):  # paired: each repeat runs every contender once, in turn
+        for who, cmd in cmds.items():
+            timeout = 600 if who != "original" else 300
+            res.runs.setdefault(who, []).append(measure(cmd, root, timeout))
     return res
 
 
-def startup(original_python: Optional[str]) -> dict[str, float]:
+def startup(work: Path) -> dict[str, float]:
     """Wall time of doing nothing (`flowmancer --version`, `python -c pass`), and how long after the
     interpreter is launched the task of a 1-task job starts running (ours and the floor's)."""
     py = sys.executable
@@ -258,18 +270,18 @@ def startup(original_python: Optional[str]) -> dict[str, float]:
         "python -c pass": [py, "-c", "pass"],
     }.items():
         out[who] = statistics.median(measure(cmd, HERE, 30).wall for _ in range(7))
-    with tempfile.TemporaryDirectory() as tmp:
-        root = make_project(Path(tmp), Shape("stamp", 1, "config:\n  name: bench\ntasks:\n  t0: {task: Stamp}\n"))
-        for who, cmd in {
-            "ours first task": [py, "-m", "flowmancer", "-j", "job.yaml", "-qq"],
-            "floor first task": [py, "floor.py", "job.yaml"],
-        }.items():
-            delays = []
-            for _ in range(7):
-                launched = time.time()
-                subprocess.run(cmd, cwd=root, capture_output=True, timeout=60)
-                delays.append(float((root / "stamp.txt").read_text()) - launched)
-            out[who] = statistics.median(delays)
+    stamp = Shape("stamp", 1, "config:\n  name: bench\ntasks:\n  t0: {task: Stamp}\n")
+    root = make_project(Path(tempfile.mkdtemp(dir=work)), stamp)
+    for who, cmd in {
+        "ours first task": [py, "-m", "flowmancer", "-j", "job.yaml", "-qq"],
+        "floor first task": [py, "floor.py", "job.yaml"],
+    }.items():
+        delays = []
+        for _ in range(7):
+            launched = time.time()
+            subprocess.run(cmd, cwd=root, capture_output=True, timeout=60)
+            delays.append(float((root / "stamp.txt").read_text()) - launched)
+        out[who] = statistics.median(delays)
     return out
 
 
@@ -319,21 +331,30 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
     ap.add_argument("--original-venv", default=str(HERE / ".venv-original"), help="a venv with flowmancer==0.12.4")
     ap.add_argument("--only", action="append", default=[], help="run shapes whose name contains this")
+    ap.add_argument(
+        "--dir",
+        default=str(DEFAULT_WORK),
+        help="where the generated projects go (default: benchmarks/.work, removed at the end; see DEFAULT_WORK)",
+    )
     args = ap.parse_args()
     orig = Path(args.original_venv) / "bin" / "python"
     original_python = str(orig) if orig.exists() else None
     if not original_python:
         print(f"(no original flowmancer: {orig} missing; see --help to create it)")
     precompile()
+    work = Path(args.dir).resolve()
+    shutil.rmtree(work, ignore_errors=True)  # a previous run's, interrupted
+    work.mkdir(parents=True)
     results = []
     for shape in SHAPES:
         if args.quick and shape.big or (args.only and not any(o in shape.name for o in args.only)):
             continue
         repeats = max(1, shape.repeats // 2) if args.quick else shape.repeats
         print(f"- {shape.name} x{repeats} ...", flush=True)
-        results.append(run_shape(shape, original_python, repeats))
+        results.append(run_shape(shape, original_python, repeats, work))
         print("  " + table(results[-1:])[-1], flush=True)
-    start = startup(original_python)
+    start = startup(work)
+    shutil.rmtree(work, ignore_errors=True)
     lines = table(results)
     lines.append("")
     lines.append(
