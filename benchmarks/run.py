@@ -48,6 +48,8 @@ HERE = Path(__file__).resolve().parent
 #: flowmancer and the original alike). Deleting one shape's projects (thousands of log files) before
 #: the next shape ran did the same to the later shapes.
 DEFAULT_WORK = HERE / ".work"
+#: the line in RESULTS.md after which ``--write`` keeps what is there (the hand-written notes)
+GENERATED_END = "<!-- measured part above: written by run.py --write; notes below: by hand -->"
 
 TASKS = textwrap.dedent(
     """
@@ -373,7 +375,11 @@ def main() -> int:
             "Command: `python benchmarks/run.py --write` (medians of paired runs; see `run.py` for the shapes).",
             "",
         ]
-        (HERE / "RESULTS.md").write_text("\n".join(header + lines) + "\n")
+        out = HERE / "RESULTS.md"
+        # Only the measured part is replaced: the notes after the marker (targets, what each change
+        # bought) are written by hand and kept.
+        notes = out.read_text().partition(GENERATED_END)[2] if out.exists() else ""
+        out.write_text("\n".join(header + lines) + f"\n\n{GENERATED_END}{notes or chr(10)}")
     return 0
 
 
