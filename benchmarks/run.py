@@ -40,13 +40,13 @@ from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 
-#: Where the generated projects go, removed only when the run ends. Why a folder of our own, not /tmp, and
-#: why no project is removed sooner: ext4 skips inodes
-#: freed in the last minute or so when it creates a file, scanning past each one. Right after a test
-#: suite or a CI run has deleted its temporary files, creating a file in /tmp took 220-400 us here instead
-#: of 16-22 us, and every task writes a log file: that measured the folder, not the runner (it slowed
-#: flowmancer and the original alike). Deleting one shape's projects (thousands of log files) before
-#: the next shape ran did the same to the later shapes.
+#: Where the generated projects go: each run makes a run-* folder there and removes it when it ends (only
+#: then: see below), and touches nothing else. Why a folder of our own, not /tmp, and why no project is
+#: removed sooner: ext4 skips inodes freed in the last minute or so when it creates a file, scanning past
+#: each one. Right after a test suite or a CI run had deleted its temporary files, creating a file in /tmp
+#: took 220-400 us here instead of 16-22 us, and every task writes a log file: that measured the folder,
+#: not the runner (it slowed flowmancer and the original alike). Deleting one shape's projects (thousands
+#: of log files) before the next shape ran did the same to the later shapes.
 DEFAULT_WORK = HERE / ".work"
 #: the line in RESULTS.md after which ``--write`` keeps what is there (the hand-written notes)
 GENERATED_END = "<!-- measured part above: written by run.py --write; notes below: by hand -->"
@@ -336,7 +336,7 @@ def main() -> int:
     ap.add_argument(
         "--dir",
         default=str(DEFAULT_WORK),
-        help="where the generated projects go (default: benchmarks/.work, removed at the end; see DEFAULT_WORK)",
+        help="folder for the generated projects, in a run-* folder removed at the end (default: benchmarks/.work)",
     )
     args = ap.parse_args()
     orig = Path(args.original_venv) / "bin" / "python"
@@ -344,9 +344,11 @@ def main() -> int:
     if not original_python:
         print(f"(no original flowmancer: {orig} missing; see --help to create it)")
     precompile()
-    work = Path(args.dir).resolve()
-    shutil.rmtree(work, ignore_errors=True)  # a previous run's, interrupted
-    work.mkdir(parents=True)
+    base = Path(args.dir).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    for stale in base.glob("run-*"):  # left by an interrupted run; nothing else in --dir is ever touched
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     results = []
     for shape in SHAPES:
         if args.quick and shape.big or (args.only and not any(o in shape.name for o in args.only)):
