@@ -23,7 +23,9 @@ exit codes:
   2    usage error (bad option, missing -j)
   3    job definition error: nothing ran
   4    internal error
-  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
+  5    another run of this job is running (its lock is held): nothing ran
+  6    the checkpoint cannot be read (damaged) or written (disk full, permissions)
+  129  hangup (SIGHUP); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)
 
 docs: README.md, "Job definition", "Command line" and "Plugins and hooks"
 """
@@ -199,6 +201,9 @@ def _run(
         return int(exc.exit_code), None
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0), None
+    except KeyboardInterrupt:  # Ctrl-C while starting: nothing ran
+        print("interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED), None
     except Exception:
         if raise_errors:
             raise

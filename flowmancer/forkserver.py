@@ -37,6 +37,8 @@ import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
+from .lifeline import close_inherited, kill_and_wait, kill_group, open_fds
+
 if TYPE_CHECKING:
     from .worker import Attempt, SharedDict
 
@@ -188,17 +190,20 @@ class ForkServer:
                 os.environ,
                 # its output must not show: a task module printing at import would print twice
                 file_actions=[(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)],
+                setpgroup=0,  # its own group: a signal to the runner's (kill -9 -PGID) leaves it to clean up
             )
         finally:
             theirs.close()
             os.close(devnull)
         ours.setblocking(False)
 
-    def load(self, modules: dict[str, Optional[str]]) -> None:
+    def load(self, modules: dict[str, Optional[str]], hold: tuple[int, ...] = ()) -> None:
         """Have it import ``modules`` (each with the file it was loaded from here), with this process's
-        ``sys.path`` and environment as they are now; it is ready for requests after that."""
+        ``sys.path`` and environment as they are now; it is ready for requests after that. It keeps ``hold``
+        open until every task process it forked is gone (the run's lock: see ``lifeline``)."""
         self.expected, self.loading = modules, True
-        self._send(b"I" + pickle.dumps({"path": list(sys.path), "env": dict(os.environ), "modules": list(modules)}))
+        init = {"path": list(sys.path), "env": dict(os.environ), "modules": list(modules), "hold": len(hold)}
+        self._send(b"I" + pickle.dumps(init), hold)
 
     # -- receiving ---------------------------------------------------------------------------------
 
@@ -378,16 +383,20 @@ def serve(fd: int) -> None:
     init = _first(chan)
     if init is None:
         return
+    for _ in range(init["hold"]):  # the run's lock: left open (never closed) until this process exits
+        chan.fds.popleft()
     sys.path[:] = init["path"]
     os.environ.clear()  # the scheduler's environment when its first task started, as a fork of it would have
     os.environ.update(init["env"])
 
     loaded: dict[str, Optional[str]] = {}
+    before = open_fds()
     for name in init["modules"]:
         try:
             loaded[name] = getattr(import_module(name), "__file__", None)
         except BaseException:  # noqa: BLE001 - the scheduler forks that module's tasks itself
             pass
+    module_fds = tuple(open_fds() - before)  # files the task modules opened: their task processes keep them
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -399,38 +408,84 @@ def serve(fd: int) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
-    closing = (sock.fileno(), wake_r, wake_w, sel.fileno())
     shared = SharedDict({}, None)  # the replica of job.shared_dict (changed with dict's methods: see SharedDict)
-    while True:
-        for key, _ in sel.select():
-            if key.fd == wake_r:
-                try:
-                    while os.read(wake_r, 512):
-                        pass
-                except BlockingIOError:
+    children: set[int] = set()
+    try:
+        while _serve_once(chan, sel, wake_r, shared, module_fds, children):
+            pass
+    except _SchedulerGone:
+        pass
+    _kill_children(children)  # the scheduler is done, or died: no task of its run may live on
+
+
+def _serve_once(
+    chan: _Channel,
+    sel: selectors.BaseSelector,
+    wake_r: int,
+    shared: SharedDict,
+    module_fds: tuple[int, ...],
+    children: set[int],
+) -> bool:
+    """Handle one wake-up: requests from the scheduler, children that ended. ``False`` once it is gone."""
+    sock = chan.sock
+    for key, _ in sel.select():
+        if key.fd == wake_r:
+            try:
+                while os.read(wake_r, 512):
                     pass
-            else:
-                if not chan.fill():  # the scheduler is gone or done
-                    return
-                try:  # a read stops after a message carrying fds (each request): take all that is there
-                    while len(chan.fds) < 2 * PIPELINE and chan.fill(socket.MSG_DONTWAIT):
-                        pass
-                except BlockingIOError:
-                    pass
-                batch: list[_Request] = []
-                for rec in chan.records():
-                    if rec[:1] == b"D":
-                        _fork(sock, batch, closing + tuple(chan.fds))  # those children see shared_dict as it was before
-                        cleared, changed, deleted = pickle.loads(rec[1:])
-                        if cleared:
-                            dict.clear(shared)
-                        dict.update(shared, changed)
-                        for k in deleted:
-                            dict.pop(shared, k, None)
-                        continue
-                    batch.append(_Request(rec, chan.fds.popleft(), chan.fds.popleft(), shared))
-                _fork(sock, batch, closing + tuple(chan.fds))
-        _reap(sock)
+            except BlockingIOError:
+                pass
+            continue
+        if not _fill(chan):
+            return False
+        try:  # a read stops after a message carrying fds (each request): take all that is there
+            while len(chan.fds) < 2 * PIPELINE and chan.fill(socket.MSG_DONTWAIT):
+                pass
+        except BlockingIOError:
+            pass
+        batch: list[_Request] = []
+        for rec in chan.records():
+            if rec[:1] == b"D":
+                _fork(sock, batch, module_fds, children)  # those children see shared_dict as it was before
+                cleared, changed, deleted = pickle.loads(rec[1:])
+                if cleared:
+                    dict.clear(shared)
+                dict.update(shared, changed)
+                for k in deleted:
+                    dict.pop(shared, k, None)
+                continue
+            batch.append(_Request(rec, chan.fds.popleft(), chan.fds.popleft(), shared))
+        _fork(sock, batch, module_fds, children)
+    _reap(sock, children)
+    return True
+
+
+class _SchedulerGone(Exception):
+    """Writing to the scheduler failed: it is gone."""
+
+
+def _fill(chan: _Channel) -> bool:
+    """Read what the scheduler sent; ``False`` once it is gone (its end of the socket closed, or broken)."""
+    try:
+        return chan.fill()
+    except OSError:
+        return False
+
+
+def _kill_children(children: set[int]) -> None:
+    """The scheduler is gone: kill every task process still here, with its group, and reap them."""
+    pidfds = {}
+    for pid in children:
+        try:
+            pidfds[pid] = os.pidfd_open(pid)
+        except OSError:
+            pass
+    kill_and_wait(pidfds)
+    for pid in children:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
 
 def _first(chan: _Channel) -> Optional[dict[str, Any]]:
@@ -450,9 +505,12 @@ def _reply(sock: socket.socket, record: bytes, fds: tuple[int, ...] = ()) -> Non
 def _reply_framed(sock: socket.socket, data: bytes, fds: tuple[int, ...] = ()) -> None:
     """Send framed records; ``fds`` ride with the first byte, so the reader files them with the first record."""
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    sent = sock.sendmsg([data], anc)  # a signal can cut a stream write short: send the rest
-    if sent < len(data):
-        sock.sendall(data[sent:])
+    try:
+        sent = sock.sendmsg([data], anc)  # a signal can cut a stream write short: send the rest
+        if sent < len(data):
+            sock.sendall(data[sent:])
+    except OSError as exc:
+        raise _SchedulerGone() from exc
 
 
 class _Request:
@@ -472,9 +530,9 @@ class _Request:
             pass
 
 
-def _fork(sock: socket.socket, batch: list[_Request], closing: tuple[int, ...]) -> None:
-    """Fork every request of ``batch`` back to back, then answer them all. ``closing``: the server's file
-    descriptors a child must close (with the other requests' pipes, which it would otherwise keep open).
+def _fork(sock: socket.socket, batch: list[_Request], module_fds: tuple[int, ...], children: set[int]) -> None:
+    """Fork every request of ``batch`` back to back, then answer them all. A child keeps its own pipes and
+    ``module_fds`` (what the task modules opened), none of the server's descriptors nor other requests' pipes.
 
     Why in batches: after a fork, the server's own pages are shared with the child, so each page the server
     writes next is copied (~200 pages per request when it prepared and answered one request between two
@@ -482,14 +540,14 @@ def _fork(sock: socket.socket, batch: list[_Request], closing: tuple[int, ...]) 
     if not batch:
         return
     pids: list[int] = []
-    pipes = tuple(fd for r in batch for fd in r.fds)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # see spawn.block_sigterm
     try:
         for r in batch:
             pid = os.fork()
             if pid == 0:
-                _child(r.attempt, r.fds[1], r.workdir, closing + tuple(fd for fd in pipes if fd not in r.fds))
+                _child(r.attempt, r.fds[1], r.workdir, r.fds + module_fds)
             pids.append(pid)
+            children.add(pid)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     answers: list[tuple[bytes, int]] = []
@@ -509,27 +567,31 @@ def _fork(sock: socket.socket, batch: list[_Request], closing: tuple[int, ...]) 
         for _, pidfd in answers:
             os.close(pidfd)
     batch.clear()
-    _reap(sock)
+    _reap(sock, children)
 
 
-def _reap(sock: socket.socket) -> None:
+def _reap(sock: socket.socket, children: set[int]) -> None:
+    """Reap the task processes that ended, each after killing what it left in its group (see ``lifeline``)."""
     while True:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if pid == 0:
+        if info is None or not info.si_pid:
             return
+        pid = info.si_pid
+        kill_group(pid)  # a zombie still holds its group's id: the signal cannot reach a recycled group
+        _, status = os.waitpid(pid, 0)
+        children.discard(pid)
         _reply(sock, b"X" + _EXITED.pack(pid, os.waitstatus_to_exitcode(status)))
 
 
-def _child(attempt: Optional[Attempt], raw_w: int, workdir: Optional[str], closing: tuple[int, ...]) -> None:
+def _child(attempt: Optional[Attempt], raw_w: int, workdir: Optional[str], keep: tuple[int, ...]) -> None:
     code = 1
     try:
         _signal.set_wakeup_fd(-1)
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the task's own subprocesses need the default
-        for f in closing:
-            os.close(f)
+        close_inherited(keep)
         if attempt is not None:
             attempt.run(raw_w, workdir, faulthandler_on=True)
             code = 0

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from pydantic import ValidationError
 
-from .errors import JobDefinitionError, Location, Problem, closest
+from .errors import FlowmancerError, JobDefinitionError, Location, Problem, closest
 from .events import ExecutionState, TaskResult
 from .jobdef import LoadedJobDef, TaskDef, TaskSettings, problems_from_validation
 from .registry import Registry, class_file
@@ -151,6 +151,15 @@ class Job:
         self.stopping = False  # start nothing new (e.g. -x after a failure)
         self.abort_requested = False  # also stop the running tasks
         self.stop_reason = ""
+        #: what stopped the run when it was not a task's failure (the checkpoint could not be written, ...):
+        #: printed in the summary, and its ``exit_code`` is the run's
+        self.error: Optional[FlowmancerError] = None
+        #: descriptors the job's own modules (tasks/, extension folders and packages) opened when imported:
+        #: a task process keeps these and its own pipes, nothing else of the runner (see ``lifeline``)
+        self.module_fds: tuple[int, ...] = ()
+        #: descriptors that must stay open until every task process of the run is gone (the run's lock): the
+        #: helpers that may outlive the scheduler (the guardian, the fork server) hold them (see ``lifeline``)
+        self.hold_fds: list[int] = []
 
     @property
     def hook(self) -> Any:

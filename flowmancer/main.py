@@ -11,6 +11,7 @@ from .errors import UsageError
 from .exitcode import ExitCode
 from .job import Job, build_job
 from .jobdef import ConfigSchema, load_jobdef
+from .lifeline import open_fds
 from .markers import hookimpl
 from .registry import Registry
 
@@ -31,18 +32,22 @@ def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
     )
     cfg = loaded.model.config
     problems = list(loaded.problems)
+    before = open_fds()
     problems += collect_directories(config.rootdir, cfg.extension_directories)
     problems += collect_packages(cfg.extension_packages)
+    module_fds = tuple(sorted(open_fds() - before))  # files the user's modules opened: their task processes keep them
     for found in config.hook.flowmancer_jobdef_loaded(config=config, jobdef=loaded):
         problems += found or []
-    return build_job(config, loaded, Registry("task"), problems)
+    job = build_job(config, loaded, Registry("task"), problems)
+    job.module_fds = module_fds
+    return job
 
 
 def exit_code_for(job: Job) -> ExitCode:
-    import signal
-
     if job.interrupted is not None:
-        return ExitCode.TERMINATED if job.interrupted == signal.SIGTERM else ExitCode.INTERRUPTED
+        return ExitCode.for_signal(job.interrupted)
+    if job.error is not None:
+        return job.error.exit_code
     return ExitCode.TASKS_FAILED if job.failed_count else ExitCode.OK
 
 

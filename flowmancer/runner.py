@@ -28,7 +28,7 @@ _BAD = (S.FAILED, S.DEFAULTED, S.ABORTED)
 
 
 class _SignalWatch:
-    """Turns SIGINT/SIGTERM into a readable pipe so the loop wakes up and aborts in an orderly way."""
+    """Turns SIGINT, SIGTERM and SIGHUP into a readable pipe so the loop wakes up and aborts in an orderly way."""
 
     def __init__(self) -> None:
         self.r, self.w = os.pipe()
@@ -46,7 +46,7 @@ class _SignalWatch:
 
     def __enter__(self) -> _SignalWatch:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self._old[sig] = signal.signal(sig, self._handler)
         return self
 

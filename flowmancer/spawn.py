@@ -12,8 +12,9 @@ import pickle
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
 
+from .lifeline import Guardian, close_inherited, kill_group
 from .markers import hookimpl
 from .worker import Attempt, ConnectionReader, PipeReader, PipeWriter, child_main
 
@@ -72,19 +73,24 @@ class ForkedChild:
 
     owns_sentinel = True  # a pidfd of ours, closed with ``close`` (multiprocessing closes its own sentinels)
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, on_reap: Optional[Callable[[int], None]] = None) -> None:
         self.pid = pid
         self.sentinel = os.pidfd_open(pid)
         self.exitcode: Optional[int] = None
+        self._on_reap = on_reap
 
     def is_alive(self) -> bool:
         return self.exitcode is None
 
     def join(self) -> Optional[int]:
-        """Reap the process. The pidfd stays open for ``close``: the scheduler may still be watching it."""
+        """Reap the process, after killing what it left in its process group (see ``lifeline``). The pidfd
+        stays open for ``close``: the scheduler may still be watching it."""
         if self.exitcode is None:
+            kill_group(self.pid)
             _, status = os.waitpid(self.pid, 0)
             self.exitcode = os.waitstatus_to_exitcode(status)
+            if self._on_reap is not None:
+                self._on_reap(self.pid)
         return self.exitcode
 
     def close(self) -> None:
@@ -97,22 +103,21 @@ class ForkedChild:
             signal_group(self.pid, signal.SIGTERM)
 
 
-def fork_child(target: Any, args: tuple[Any, ...], close_in_child: tuple[Any, ...] = ()) -> ForkedChild:
-    """Run ``target(*args)`` in a forked child that exits with 0, or 1 if ``target`` raised."""
+def fork_child(
+    target: Any, args: tuple[Any, ...], keep: tuple[int, ...] = (), on_reap: Optional[Callable[[int], None]] = None
+) -> ForkedChild:
+    """Run ``target(*args)`` in a forked child that exits with 0, or 1 if ``target`` raised. The child keeps
+    only stdio and the descriptors in ``keep`` (see ``lifeline.close_inherited``)."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
-        code = 0
+        code = 1
         try:
-            for c in close_in_child:
-                if c is None:
-                    continue
-                c.close() if hasattr(c, "close") else os.close(c)
+            close_inherited(keep)
             target(*args)
-        except BaseException:  # noqa: BLE001
-            code = 1
+            code = 0
         finally:
             os._exit(code)
-    return ForkedChild(pid)
+    return ForkedChild(pid, on_reap)
 
 
 def block_sigterm() -> Optional[set[Any]]:
@@ -204,11 +209,17 @@ class ProcessHandle:
             if self.proc is None:
                 sys.stdout.flush()
                 sys.stderr.flush()
+                guardian = _guardian(job) if forking else None
                 blocked = block_sigterm()
                 try:
                     if forking:  # built here, not in the child: see Attempt
                         attempt = Attempt(PipeWriter(event_w), task.instance, args[1], snapshot, args[4])
-                        self.proc = fork_child(attempt.run, (raw_w, workdir), close_in_child=(self.conn, raw_r))
+                        assert raw_w is not None
+                        keep = (event_w, raw_w, *job.module_fds)
+                        on_reap = guardian.remove if guardian else None
+                        self.proc = fork_child(attempt.run, (raw_w, workdir), keep, on_reap)
+                        if guardian is not None:
+                            guardian.add(self.proc.pid)
                     else:
                         self.proc = ctx.Process(
                             target=child_main,
@@ -375,6 +386,7 @@ class ProcessHandle:
 # -- the fork server ---------------------------------------------------------------------------------
 
 _SERVER = "spawn.forkserver"
+_GUARDIAN = "spawn.guardian"
 #: jobs with at least this many tasks get a fork server (its start-up costs about one interpreter start)
 FORK_SERVER_MIN_TASKS = 300
 
@@ -408,9 +420,17 @@ def _server(job: Job) -> Optional[ForkServer]:
 
         server = ForkServer()
     if server is not None:
-        server.load(modules)
+        server.load(modules, tuple(job.hold_fds))
     job.stash[_SERVER] = server
     return server
+
+
+def _guardian(job: Job) -> Optional[Guardian]:
+    """The job's guardian of the task processes forked here (started with the first of them; Linux)."""
+    if _GUARDIAN not in job.stash:
+        job.stash[_GUARDIAN] = Guardian(job.hold_fds) if hasattr(os, "pidfd_open") else None
+    guardian: Optional[Guardian] = job.stash[_GUARDIAN]
+    return guardian
 
 
 def _served(job: Job, task: TaskRun, args: tuple[Any, ...], event_w: int, raw_w: Optional[int]) -> Optional[Any]:
@@ -444,5 +464,10 @@ def flowmancer_runjob(job: Job) -> Any:
         return (yield)
     finally:
         server = job.stash.pop(_SERVER, None)
-        if server is not None:
-            server.close()
+        guardian = job.stash.pop(_GUARDIAN, None)
+        try:
+            if server is not None:
+                server.close()
+        finally:
+            if guardian is not None:
+                guardian.close()

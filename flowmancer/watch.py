@@ -87,10 +87,19 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
 
     logging.getLogger("watchfiles").setLevel(logging.ERROR)  # its "process already dead" notes are noise here
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM stops watching as cleanly as Ctrl-C
+    stopped_by: list[int] = []
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    def on_signal(signum: int, frame: Any) -> None:
+        stopped_by.append(signum)
+        raise KeyboardInterrupt  # SIGTERM and SIGHUP stop watching as cleanly as Ctrl-C
+
+    import watchfiles.run as wf_run
+
+    # run_process installs its own SIGTERM handler (one that cannot tell which signal came); keep ours
+    catch_sigterm = getattr(wf_run, "catch_sigterm", None)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    if catch_sigterm is not None:
+        wf_run.catch_sigterm = lambda: None  # type: ignore[attr-defined]
     try:
         watchfiles.run_process(
             *paths,
@@ -103,6 +112,9 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
             sigint_timeout=10,
         )
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if catch_sigterm is not None:
+            wf_run.catch_sigterm = catch_sigterm  # type: ignore[attr-defined]
+        for sig, old in previous.items():
+            signal.signal(sig, old)
     print("\nwatch stopped", flush=True)
-    return int(ExitCode.INTERRUPTED)
+    return int(ExitCode.for_signal(stopped_by[0]) if stopped_by else ExitCode.INTERRUPTED)

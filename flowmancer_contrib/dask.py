@@ -313,7 +313,8 @@ def run_attempt(
         _die_with_parent()
         child_main(*args)
 
-    proc = fork_child(target, (child_conn, raw_w, task, info, snapshot, workdir, memory_limit_mb), (conn, raw_r))
+    args = (child_conn, raw_w, task, info, snapshot, workdir, memory_limit_mb)
+    proc = fork_child(target, args, (child_conn.fileno(), raw_w))
     child_conn.close()
     os.close(raw_w)
     os.set_blocking(raw_r, False)

@@ -112,7 +112,7 @@ def test_change_during_a_run_cancels_it_cleanly(project):
         assert (project.path / "aborted-slow.txt").exists()  # on_abort ran in the cancelled run
         assert "interrupted by SIGINT: 1 aborted" in w.text
     finally:
-        assert w.stop(signal.SIGTERM) == 130
+        assert w.stop(signal.SIGTERM) == 143
 
 
 GATE = """
