@@ -3,10 +3,15 @@
 The default is a ``FileCheckpointer`` under ``<app root>/.flowmancer``, journaled: O(1) per change,
 crash-safe. A ``checkpointer:`` class from the YAML gets full ``CheckpointContents`` instead, one write
 at a time on the background loop (the newest state wins), and a final write when the run ends.
+
+A run owns its checkpoint: it locks it (``checkpointer.lock``) before reading it and until it ends. A
+checkpoint that cannot be read is an error for ``-r`` (never a silent fresh start); one that cannot be
+written stops the run before any task starts or, mid-run, cleanly, keeping what was recorded.
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -14,15 +19,20 @@ from typing import Any, Optional
 from . import components
 from .checkpointer.checkpointer import CheckpointContents, Checkpointer, NoCheckpointAvailableError
 from .checkpointer.codec import Unrestorable
-from .checkpointer.file import FileCheckpointer
+from .checkpointer.file import START_OVER, FileCheckpointer, write_error
+from .checkpointer.lock import RunLock
 from .config import Config
+from .errors import CheckpointError
 from .events import ExecutionState, TaskResult
+from .filenames import file_name
 from .job import Job, TaskRun
 from .markers import hookimpl
 
 STASH_KEY = "flowmancer.checkpoint"
 S = ExecutionState
 KEY = "checkpointer"
+#: while a custom checkpointer's write is under way and the state changed meanwhile, look again this soon
+REWRITE_CHECK_SECONDS = 0.05
 
 
 @dataclass
@@ -32,6 +42,8 @@ class _State:
     header: list[str] = field(default_factory=list)
     writing: bool = False
     dirty: bool = False
+    failed: Optional[BaseException] = None  # a custom checkpointer's write failed (set on the loop thread)
+    lock: Optional[RunLock] = None
 
 
 def _state(config: Config) -> _State:
@@ -71,25 +83,89 @@ def contents_of(job: Job) -> CheckpointContents:
     return CheckpointContents(name=job.name, states=states, shared_dict=dict(job.shared_dict))
 
 
-# -- restart ------------------------------------------------------------------------------------------
-
-
 @hookimpl
+def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: ignore this job's checkpoint, even with -r (from addopts, say), and replace it",
+    )
+
+
+# -- the lock, and restart ----------------------------------------------------------------------------
+
+
+def _looking_only(config: Config) -> bool:
+    """``--dry-run``, ``--list``, ``--graph``: the checkpoint is only read, no lock is taken."""
+    return any(config.getoption(o) for o in ("dry_run", "list", "graph"))
+
+
+def lock_path(config: Config, st: _State, name: str) -> Any:
+    if isinstance(st.cp, FileCheckpointer):
+        return st.cp.prepare() / file_name(name, ".lock")
+    helper = FileCheckpointer()  # a custom checkpointer's runs lock the default folder
+    helper._fm_root = config.rootdir
+    return helper.prepare() / file_name(name, ".lock")
+
+
+@hookimpl(tryfirst=True)
 def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
+    st = _state(config)
+    if not _looking_only(config):
+        st.lock = RunLock(lock_path(config, st, job.name), job.name, config.jobdef_path)
+        st.lock.acquire()  # before reading: a run reads the state no other run is writing
+        if st.lock.fd is not None:
+            job.hold_fds.append(st.lock.fd)
+        if st.lock.warning:
+            st.header.append(st.lock.warning)
     if not config.option.restart:
         return
-    st = _state(config)
+    if config.getoption("fresh"):
+        st.header.append("--fresh: starting over; the checkpoint of the last run is replaced")
+        return
     try:
-        contents: CheckpointContents = _call(config, st.cp.read_checkpoint, job.name)
+        contents = _read(config, st.cp, job.name)
     except NoCheckpointAvailableError as exc:
         st.header.append(f"-r: no checkpoint for job '{job.name}' ({exc}); starting a new run")
+        legacy = config.rootdir / ".flowmancer" / "flowmancer.jsonl"
+        if "name" not in job.jobdef.model.config.model_fields_set and legacy.exists():
+            st.header.append(
+                f"-r: {legacy} is the checkpoint of a job without config.name written by an earlier flowmancer "
+                "(unnamed jobs now have one each): set `config: {name: flowmancer}` once to resume it"
+            )
         return
     restore(job, contents, st.header)
 
 
+def _read(config: Config, cp: Checkpointer, name: str) -> CheckpointContents:
+    """``read_checkpoint``, with what a custom one returns or raises made into a clear error."""
+    cls = type(cp).__name__
+    try:
+        contents = _call(config, cp.read_checkpoint, name)
+    except (NoCheckpointAvailableError, CheckpointError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a checkpointer's failure, explained
+        raise CheckpointError(
+            f"{cls}.read_checkpoint({name!r}) failed: {type(exc).__name__}: {exc}",
+            f"fix what it reads from; {START_OVER}",
+        ) from None
+    if not isinstance(contents, CheckpointContents):
+        raise CheckpointError(
+            f"{cls}.read_checkpoint({name!r}) returned {type(contents).__name__}, not CheckpointContents",
+            "return CheckpointContents(name, states, shared_dict), or raise NoCheckpointAvailableError when "
+            "there is no checkpoint",
+        )
+    if not isinstance(contents.states, dict) or not isinstance(contents.shared_dict, dict):
+        raise CheckpointError(
+            f"{cls}.read_checkpoint({name!r}) returned contents whose states or shared_dict is not a dict",
+            "states maps a state name to a set of task names; shared_dict is a dict",
+        )
+    return contents
+
+
 def restore(job: Job, contents: CheckpointContents, notes: list[str]) -> None:
     """Apply a checkpoint: COMPLETED tasks stay done, FAILED ones rerun with ``on_restart``, all else reruns."""
-    state_of = {t: s for s, names in contents.states.items() for t in names}
+    state_of = {t: str(s) for s, names in contents.states.items() for t in names}
     done = 0
     for t in job:
         s = state_of.get(t.name)
@@ -134,7 +210,22 @@ def _open_journal(job: Job, st: _State) -> None:
     st.cp.open_journal(job.name, {t.name: t.state.value for t in job}, job.shared_dict)
 
 
+def _failed_midrun(job: Job, st: _State, exc: BaseException) -> None:
+    """The checkpoint cannot be written any more: stop the run cleanly (what was recorded stays readable)."""
+    if isinstance(st.cp, FileCheckpointer):
+        st.cp.close_journal()
+    if job.error is not None:
+        return
+    error = exc if isinstance(exc, CheckpointError) else CheckpointError(f"{type(st.cp).__name__}: {exc}", "")
+    job.error = CheckpointError(
+        f"{error.message}; the run was stopped (running tasks aborted) since what it does could not be recorded",
+        f"{error.hint + '; then ' if error.hint else ''}run again with -r to resume from what was recorded",
+    )
+    job.stop(abort=True, reason="the checkpoint could not be written")
+
+
 def _write_full(job: Job, st: _State, final: bool = False) -> None:
+    """A custom checkpointer's write of the full contents, queued on the background loop."""
     st.dirty = True
     bridge = components.get(job.config).bridge
     if bridge is None or (st.writing and not final):
@@ -147,6 +238,10 @@ def _write_full(job: Job, st: _State, final: bool = False) -> None:
             r = st.cp.write_checkpoint(job.name, contents)
             if inspect.isawaitable(r):
                 await r
+        except Exception as exc:  # noqa: BLE001 - taken up on the scheduler thread (runjob_idle)
+            st.failed = exc
+            if final:  # the run is over: nothing left to stop, say it
+                components.report_error(f"checkpointer ({type(st.cp).__name__})", "write_checkpoint", exc)
         finally:
             st.writing = False
 
@@ -155,24 +250,36 @@ def _write_full(job: Job, st: _State, final: bool = False) -> None:
 
 @hookimpl
 def flowmancer_job_start(job: Job) -> None:
+    """The first write happens before any task starts, so a checkpoint that cannot be written stops the run
+    here (``CheckpointError``), not half-way."""
     st = _state(job.config)
     if st.journal:
         _open_journal(job, st)
-    else:
-        _write_full(job, st)
+        return
+    try:
+        _call(job.config, st.cp.write_checkpoint, job.name, contents_of(job))
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(
+            f"{type(st.cp).__name__}.write_checkpoint({job.name!r}) failed before any task started: "
+            f"{type(exc).__name__}: {exc}",
+            "fix what it writes to (or use the default FileCheckpointer); nothing ran",
+        ) from None
 
 
 @hookimpl
 def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionState, to_state: ExecutionState) -> None:
     st = job.config.stash.get(STASH_KEY)
-    if st is None:
+    if st is None or job.error is not None:
         return
     if st.journal and isinstance(st.cp, FileCheckpointer):
         if to_state is S.PENDING:  # -r treats PENDING like INIT: not worth a write
             return
-        st.cp.record_state(task.name, to_state.value)
-        if st.cp.needs_compaction():
-            _open_journal(job, st)
+        try:
+            st.cp.record_state(task.name, to_state.value)
+            if st.cp.needs_compaction():
+                _open_journal(job, st)
+        except (OSError, CheckpointError) as exc:
+            _failed_midrun(job, st, _as_error(job, st, exc))
     else:
         _write_full(job, st)
 
@@ -180,12 +287,34 @@ def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionSta
 @hookimpl
 def flowmancer_task_shared_dict(job: Job, task: TaskRun, key: Any, value: Any, deleted: bool) -> None:
     st = job.config.stash.get(STASH_KEY)
-    if st is None:
+    if st is None or job.error is not None:
         return
     if st.journal and isinstance(st.cp, FileCheckpointer):
-        st.cp.record_shared(key, value, deleted)
+        try:
+            st.cp.record_shared(key, value, deleted)
+        except OSError as exc:
+            _failed_midrun(job, st, _as_error(job, st, exc))
     else:
         _write_full(job, st)
+
+
+def _as_error(job: Job, st: _State, exc: BaseException) -> BaseException:
+    if isinstance(exc, OSError) and isinstance(st.cp, FileCheckpointer):
+        return write_error(st.cp.path_for(job.name), exc)
+    return exc
+
+
+@hookimpl
+def flowmancer_runjob_idle(job: Job) -> Optional[float]:
+    st: Optional[_State] = job.config.stash.get(STASH_KEY)
+    if st is None or st.journal:
+        return None
+    if st.failed is not None:
+        _failed_midrun(job, st, st.failed)
+        return None
+    if st.dirty and job.error is None:
+        _write_full(job, st)  # changes made while the last write was under way: the newest state wins
+    return REWRITE_CHECK_SECONDS if st.dirty else None
 
 
 @hookimpl
@@ -194,15 +323,21 @@ def flowmancer_job_finish(job: Job, exitcode: int) -> None:
     if st is None:
         return
     success = exitcode == 0
-    if st.journal and isinstance(st.cp, FileCheckpointer):
+    if isinstance(st.cp, FileCheckpointer) and st.journal:
         if success:
             st.cp.clear_checkpoint(job.name)
         st.cp.close_journal()
         return
     bridge = components.get(job.config).bridge
-    if bridge is None:
+    if bridge is None or job.error is not None:
         return
+    _write_full(job, st, final=True)  # the final states, kept in a checkpointer's history
     if success:
         bridge.call(KEY, st.cp.clear_checkpoint, job.name)
-    else:
-        _write_full(job, st, final=True)
+
+
+@hookimpl
+def flowmancer_unconfigure(config: Config) -> None:
+    st: Optional[_State] = config.stash.get(STASH_KEY)
+    if st is not None and st.lock is not None:
+        st.lock.release()

@@ -55,6 +55,26 @@ class UsageError(FlowmancerError):
     exit_code = ExitCode.USAGE_ERROR
 
 
+class _Hinted(FlowmancerError):
+    """An error about the run's state: what is wrong, then on its own line what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.message, self.hint = message, hint
+        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
+
+
+class AlreadyRunning(_Hinted):
+    """Another run of the same job holds its lock: this one starts no task."""
+
+    exit_code = ExitCode.ALREADY_RUNNING
+
+
+class CheckpointError(_Hinted):
+    """The checkpoint cannot be read (damaged) or written (disk full, permissions, a file in the way)."""
+
+    exit_code = ExitCode.CHECKPOINT_ERROR
+
+
 class JobDefinitionError(FlowmancerError):
     """All problems found in a job definition, reported together."""
 

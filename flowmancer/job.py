@@ -10,6 +10,7 @@ import graphlib
 import inspect
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from pydantic import ValidationError
@@ -140,7 +141,10 @@ class Job:
         self.config = config
         self.jobdef = jobdef
         self.tasks = tasks
-        self.name = jobdef.model.config.name
+        cfg = jobdef.model.config
+        #: ``config.name``, else the job file's path from the app root (``jobs/nightly`` for
+        #: ``jobs/nightly.yaml``): checkpoints and locks are kept by it, so two job files never share one
+        self.name = cfg.name if "name" in cfg.model_fields_set else default_name(jobdef.path, config.rootdir)
         self.shared_dict: dict[str, Any] = ChangeLog()
         self.restart = False
         self.start_time = time.time()
@@ -199,6 +203,15 @@ class Job:
     def failed_count(self) -> int:
         """FAILED + DEFAULTED + ABORTED: what ``Flowmancer().start()`` returns."""
         return self.count(ExecutionState.FAILED, ExecutionState.DEFAULTED, ExecutionState.ABORTED)
+
+
+def default_name(jobfile: Path, rootdir: Path) -> str:
+    """The name of a job whose ``config.name`` is not set: its file's path from the app root, no suffix."""
+    path = jobfile.with_suffix("")
+    try:
+        return path.relative_to(rootdir).as_posix()
+    except ValueError:  # outside the app root
+        return path.as_posix()
 
 
 def _suggest(name: str, choices: list[str]) -> str:

@@ -390,8 +390,9 @@ def test_secrets_never_show_and_files_are_private(fmtester):
     assert "using **********" in log.read_text() and "hunter2" not in log.read_text()
     assert oct(log.stat().st_mode & 0o777) == "0o640"
     assert oct(run.stat().st_mode & 0o777) == "0o750"
-    cp = fmtester.path / ".flowmancer" / "flowmancer.jsonl"
+    cp = fmtester.path / ".flowmancer" / "job.jsonl"  # a job without config.name is named by its file
     assert oct(cp.stat().st_mode & 0o777) == "0o600" and "hunter2" not in cp.read_text()
+    assert oct(cp.parent.stat().st_mode & 0o777) == "0o700"
 
 
 class _AbortAtStart:

@@ -15,7 +15,7 @@ import decimal
 import enum
 import uuid
 from pathlib import PurePath
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 TAG = "__fm__"
 
@@ -83,6 +83,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 
 
 def decode(v: Any) -> Any:
+    """The value ``encode`` stored; ``ValueError`` for anything ``encode`` does not write."""
     if isinstance(v, list):
         return [decode(x) for x in v]
     if isinstance(v, dict):
@@ -91,9 +92,17 @@ def decode(v: Any) -> Any:
             return {k: decode(x) for k, x in v.items()}
         if tag == "unrestorable":
             return Unrestorable(str(v.get("type")), str(v.get("v")))
+        decoder: Optional[Callable[[Any], Any]]
         if tag == "path":
             from pathlib import Path
 
-            return Path(v["v"])
-        return _DECODERS[tag](v["v"])
+            decoder = Path
+        else:
+            decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
+        if decoder is None or "v" not in v:
+            raise ValueError(f"a shared_dict value with an unknown tag {str(tag)[:40]!r}")
+        try:
+            return decoder(v["v"])
+        except Exception as exc:  # noqa: BLE001 - whatever the type's constructor says, it is damage
+            raise ValueError(f"a shared_dict value tagged {tag!r} cannot be read back ({type(exc).__name__})") from None
     return v

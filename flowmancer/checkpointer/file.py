@@ -1,24 +1,37 @@
 """``FileCheckpointer``: an append-only JSON-lines journal per job, crash-safe and O(1) per change.
 
-The file starts with a full snapshot; each state change or ``shared_dict`` write appends one line with a
-single ``write()``. After a ``kill -9`` at any instant the file reads back: a torn last line is ignored.
-When the journal grows past a few times the number of records a snapshot holds, it is compacted by
-writing a fresh snapshot to a temp file and renaming it over the old one. Files are created 0600.
+The file starts with a header and a full snapshot; each state change or ``shared_dict`` write appends one
+line with a single ``write()``. When the journal grows past a few times the number of records a snapshot
+holds, it is compacted by writing a fresh snapshot to a new temp file and renaming it over the old one.
+Files are created 0600 (``O_EXCL|O_NOFOLLOW``: never through a planted link) in a 0700 folder.
+
+Reading is strict. A torn last record (the runner was killed mid-write) is ignored; anything else that
+cannot be read is a ``CheckpointError`` naming the file, the line and what is wrong, never a silent fresh
+start. Nothing in the file runs code (no pickle).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from collections import defaultdict
+import stat
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
+from ..errors import CheckpointError
+from ..events import ExecutionState
+from ..filenames import file_name
 from .checkpointer import CheckpointContents, Checkpointer, NoCheckpointAvailableError, checkpointer
 from .codec import decode, encode
 
 FORMAT = 1
-
+MAX_BYTES = 1 << 30  # far beyond what a job writes; a bound for a file that is not a checkpoint
+_STATES = frozenset(s.value for s in ExecutionState)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+START_OVER = (
+    "to start over, run without -r or with --fresh (the checkpoint is replaced); move the file away first to keep it"
+)
 
 #: one encoder for every record: ``json.dumps`` with non-default separators builds a new one per call
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
@@ -26,6 +39,20 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
 
 def _dump(record: dict[str, Any]) -> bytes:
     return (_ENCODER.encode(record) + "\n").encode()
+
+
+def write_error(path: Path, exc: OSError) -> CheckpointError:
+    """What to say when ``path`` (the checkpoint or its folder) cannot be written."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = f"free space on the disk that holds {path.parent}"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        hint = f"something that is not a folder is in the way in {path}: remove or rename it, or set checkpoint_dir"
+    elif exc.errno == errno.ELOOP:
+        hint = f"{path} is a symbolic link, which a checkpoint never follows: remove it"
+    else:
+        hint = f"make {path.parent} writable, or give FileCheckpointer another checkpoint_dir"
+    return CheckpointError(f"cannot write the checkpoint {path}: {reason}", hint)
 
 
 class _Journal:
@@ -42,47 +69,18 @@ class FileCheckpointer(Checkpointer):
 
     # -- the standard API (full contents) -------------------------------------------------------------
 
+    def folder(self) -> Path:
+        return self.resolve_path(self.checkpoint_dir)
+
     def path_for(self, name: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "flowmancer"
-        return self.resolve_path(self.checkpoint_dir) / f"{safe}.jsonl"
+        return self.folder() / file_name(name, ".jsonl")
 
     def write_checkpoint(self, name: str, content: CheckpointContents) -> None:
         states = {t: s for s, names in content.states.items() for t in names}
         self._replace(self.path_for(name), name, states, content.shared_dict)
 
     def read_checkpoint(self, name: str) -> CheckpointContents:
-        path = self.path_for(name)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise NoCheckpointAvailableError(f"no checkpoint for '{name}' at {path}") from None
-        states: dict[str, str] = {}
-        shared: dict[Any, Any] = {}
-        lines = data.split(b"\n")
-        for i, raw in enumerate(lines):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                if i >= len(lines) - 2:  # a torn last line: the run was killed mid-write
-                    break
-                raise NoCheckpointAvailableError(f"checkpoint {path} is corrupt at line {i + 1}") from None
-            if "snapshot" in rec:
-                states = dict(rec["snapshot"]["states"])
-                shared = {decode(k): decode(v) for k, v in rec["snapshot"]["shared"]}
-            elif "t" in rec:
-                states[rec["t"]] = rec["s"]
-            elif "k" in rec:
-                key = decode(rec["k"])
-                if rec.get("d"):
-                    shared.pop(key, None)
-                else:
-                    shared[key] = decode(rec["v"])
-        by_state: dict[str, set[str]] = defaultdict(set)
-        for task, state in states.items():
-            by_state[state].add(task)
-        return CheckpointContents(name=name, states=dict(by_state), shared_dict=shared)
+        return read_journal(self.path_for(name), name)
 
     def clear_checkpoint(self, name: str) -> None:
         self.close_journal()
@@ -91,36 +89,82 @@ class FileCheckpointer(Checkpointer):
         except FileNotFoundError:
             pass
 
-    # -- the journal (what the checkpoint plugin uses for O(1) updates) ----------------------------------
+    # -- writing -------------------------------------------------------------------------------------
 
     # One private attribute holding a plain object: pydantic serves each private attribute through
     # ``__getattr__`` (microseconds each), and this runs on every state change.
     _journal: Optional[_Journal] = None
 
+    def prepare(self) -> Path:
+        """Make the folder (0700; an existing one of ours is tightened to 0700); ``CheckpointError`` if it
+        cannot be."""
+        folder = self.folder()
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            st = folder.stat()
+        except FileExistsError:
+            raise CheckpointError(
+                f"the checkpoint folder {folder} is a file",
+                "remove or rename it, or give FileCheckpointer another checkpoint_dir",
+            ) from None
+        except OSError as exc:
+            raise write_error(folder / "x", exc) from None
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            try:
+                os.chmod(folder, 0o700)  # it holds shared_dict values: the owner's only
+            except OSError:
+                pass
+        return folder
+
     def _replace(self, path: Path, name: str, states: dict[str, str], shared: dict[Any, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        """Write a new file (header and snapshot) beside ``path``, then rename it over ``path``."""
+        self.prepare()
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
         header = _dump({"flowmancer_checkpoint": FORMAT, "name": name})
         snap = _dump({"snapshot": {"states": states, "shared": [[encode(k), encode(v)] for k, v in shared.items()]}})
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, header + snap)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            try:
+                os.unlink(tmp)  # left by a killed run with our pid; unlink never follows a link
+            except FileNotFoundError:
+                pass
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+            try:
+                _write_all(fd, header + snap)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise write_error(path, exc) from None
 
     def open_journal(self, name: str, states: dict[str, str], shared: dict[Any, Any]) -> None:
-        """Start a journal from a full snapshot; later changes are appended with ``record_*``."""
+        """Start a journal from a full snapshot; later changes are appended with ``record_*``. Raises
+        ``CheckpointError`` when it cannot be written."""
         self.close_journal()
         path = self.path_for(name)
         self._replace(path, name, states, shared)
-        self._journal = _Journal(os.open(path, os.O_WRONLY | os.O_APPEND), 4 * (len(states) + len(shared)) + 1000)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW)
+        except OSError as exc:
+            raise write_error(path, exc) from None
+        self._journal = _Journal(fd, 4 * (len(states) + len(shared)) + 1000)
 
     def _append(self, record: dict[str, Any]) -> None:
+        """One ``write()`` per record. On an error (a full disk) the journal is closed, so the record cut
+        short stays the last one (ignored when read back), and the error is raised for the caller."""
         journal = self._journal
         if journal is not None:
-            os.write(journal.fd, _dump(record))
+            data = _dump(record)
+            try:
+                if os.write(journal.fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, "the record was written only in part (disk full?)")
+            except OSError:
+                self.close_journal()
+                raise
             journal.records += 1
 
     def record_state(self, task: str, state: str) -> None:
@@ -138,3 +182,132 @@ class FileCheckpointer(Checkpointer):
         if journal is not None:
             self._journal = None
             os.close(journal.fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# -- reading --------------------------------------------------------------------------------------------
+
+
+def _kind(mode: int) -> str:
+    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
+    except FileNotFoundError:
+        raise NoCheckpointAvailableError(f"no checkpoint at {path}") from None
+    except OSError as exc:
+        what = "it is a symbolic link, which a checkpoint never is" if exc.errno == errno.ELOOP else exc.strerror
+        raise CheckpointError(f"cannot read the checkpoint {path}: {what}", START_OVER) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CheckpointError(f"the checkpoint {path} is {_kind(st.st_mode)}", f"remove it; {START_OVER}")
+        if st.st_size > MAX_BYTES:
+            raise CheckpointError(f"the checkpoint {path} is too large to be one ({st.st_size} bytes)", START_OVER)
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the checkpoint {path}: {exc.strerror}", START_OVER) from None
+    finally:
+        os.close(fd)
+
+
+def read_journal(path: Path, name: str) -> CheckpointContents:
+    """Read a journal back (see the module's docstring for what counts as damage)."""
+    data = _read_bytes(path)
+
+    def damaged(line: int, what: str) -> CheckpointError:
+        return CheckpointError(f"the checkpoint {path} is damaged at line {line}: {what}", START_OVER)
+
+    lines = data.split(b"\n")
+    last = lines.pop()  # what follows the last newline: nothing, or a record cut short
+    records: list[tuple[int, Any]] = []
+    for i, raw in enumerate(lines, 1):
+        try:
+            records.append((i, json.loads(raw)))
+        except ValueError:
+            raise damaged(i, "not a JSON record" if raw.strip() else "an empty line") from None
+    if last.strip():
+        try:
+            records.append((len(lines) + 1, json.loads(last)))
+        except ValueError:
+            pass  # torn: the runner was stopped while it wrote this record
+    if not records:
+        raise CheckpointError(f"the checkpoint {path} is empty", START_OVER)
+    line, head = records[0]
+    if not (isinstance(head, dict) and isinstance(head.get("flowmancer_checkpoint"), int)):
+        raise damaged(line, "it does not start with a flowmancer checkpoint header")
+    if head["flowmancer_checkpoint"] > FORMAT:
+        raise CheckpointError(
+            f"the checkpoint {path} was written by a newer flowmancer (format {head['flowmancer_checkpoint']})",
+            f"run it with that version, or {START_OVER}",
+        )
+    if head.get("name") != name:
+        raise CheckpointError(f"the checkpoint {path} belongs to job {head.get('name')!r}, not {name!r}", START_OVER)
+    if len(records) < 2 or not (isinstance(records[1][1], dict) and "snapshot" in records[1][1]):
+        at = records[1][0] if len(records) > 1 else line + 1
+        raise damaged(at, "the snapshot that follows the header is missing")
+    states: dict[str, str] = {}
+    shared: dict[Any, Any] = {}
+    for line, rec in records[1:]:
+        try:
+            _apply(rec, states, shared)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise damaged(line, str(exc) or type(exc).__name__) from None
+    by_state: dict[str, set[str]] = {}
+    for task, state in states.items():
+        by_state.setdefault(state, set()).add(task)
+    return CheckpointContents(name=name, states=by_state, shared_dict=shared)
+
+
+def _apply(rec: Any, states: dict[str, str], shared: dict[Any, Any]) -> None:
+    """Apply one record; ``ValueError`` (or ``TypeError``) says what is wrong with it."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"a record must be a JSON object, not {type(rec).__name__}")
+    if "snapshot" in rec:
+        snap = rec["snapshot"]
+        if not (
+            isinstance(snap, dict) and isinstance(snap.get("states"), dict) and isinstance(snap.get("shared"), list)
+        ):
+            raise ValueError("a snapshot must hold 'states' (an object) and 'shared' (a list)")
+        states.clear()
+        shared.clear()
+        for task, state in snap["states"].items():
+            _check_state(task, state)
+            states[task] = state
+        for pair in snap["shared"]:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise ValueError("a shared_dict entry must be a [key, value] pair")
+            shared[decode(pair[0])] = decode(pair[1])
+    elif "t" in rec:
+        _check_state(rec["t"], rec.get("s"))
+        states[rec["t"]] = rec["s"]
+    elif "k" in rec:
+        key = decode(rec["k"])
+        if rec.get("d"):
+            shared.pop(key, None)
+        elif "v" in rec:
+            shared[key] = decode(rec["v"])
+        else:
+            raise ValueError("a shared_dict record without a value")
+    else:
+        raise ValueError(f"an unknown record (keys: {', '.join(sorted(map(str, rec)))[:80]})")
+
+
+def _check_state(task: Any, state: Any) -> None:
+    if not isinstance(task, str) or state not in _STATES:
+        raise ValueError(f"not a task state: {str(task)[:80]!r} -> {str(state)[:40]!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import shutil
 import time
@@ -12,6 +13,7 @@ from typing import ClassVar, Optional
 from pydantic import PrivateAttr
 
 from ..eventbus.log import LogEndEvent, LogStartEvent, LogWriteEvent, SerializableLogEvent
+from ..filenames import file_name
 from .logger import Logger, logger
 
 RUN_DIR_FORMAT = "%Y-%m-%dT%H-%M-%S.%f"
@@ -24,17 +26,17 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 
 class _Files:
     """The run folder and one open descriptor per task (a plain object: see ``FileLogger._state``)."""
 
-    __slots__ = ("run_dir", "fds")
+    __slots__ = ("run_dir", "fds", "lock")
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, lock: int) -> None:
         self.run_dir = run_dir
         self.fds: dict[str, int] = {}
+        self.lock = lock  # the run folder, locked while the run lives: see ``FileLogger._remove_old_runs``
 
     def fd(self, name: str) -> int:
         fd = self.fds.get(name)
         if fd is None:
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-            fd = self.fds[name] = os.open(self.run_dir / f"{safe}.log", _OPEN_FLAGS, 0o640)
+            fd = self.fds[name] = os.open(self.run_dir / file_name(name, ".log"), _OPEN_FLAGS, 0o640)
         return fd
 
     def write(self, name: str, text: str) -> None:
@@ -49,6 +51,9 @@ class _Files:
             fd = self.fds.pop(n, None)
             if fd is not None:
                 os.close(fd)
+        if name is None and self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1
 
 
 def _stamp(ts: float) -> str:
@@ -59,7 +64,8 @@ def _stamp(ts: float) -> str:
 class FileLogger(Logger):
     """Writes ``<base_log_dir>/<run start time>/<task name>.log``; each line is
     ``[ISO timestamp] SEVERITY - message``. Runs older than ``retention_days`` are removed when a run
-    starts (a negative value keeps them forever)."""
+    starts (a negative value keeps them forever), never the folder of a run still going. Task names that
+    are not plain file names get a distinct, shortened file name (``filenames.file_name``)."""
 
     _fm_inline: ClassVar[bool] = True  # local file writes only: runs on the scheduler thread (see components)
     base_log_dir: str = "./logs"
@@ -76,16 +82,22 @@ class FileLogger(Logger):
     async def on_create(self) -> None:
         base = self.resolve_path(self.base_log_dir)
         base.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self._remove_old_runs(base)
+        # Made under a name no other run removes, locked, then renamed: never removable while the run lives.
+        tmp = base / f".starting-{os.getpid()}-{time.monotonic_ns()}"
+        tmp.mkdir(mode=0o750)
+        lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        fcntl.flock(lock, fcntl.LOCK_SH)
         start = dt.datetime.now()
         run_dir = base / start.strftime(RUN_DIR_FORMAT)
         while run_dir.exists():  # two runs in the same microsecond: keep both
             start += dt.timedelta(microseconds=1)
             run_dir = base / start.strftime(RUN_DIR_FORMAT)
-        run_dir.mkdir(mode=0o750)
-        self._state = _Files(run_dir)
+        tmp.rename(run_dir)
+        self._state = _Files(run_dir, lock)
+        self._remove_old_runs(base, run_dir)
 
-    def _remove_old_runs(self, base: Path) -> None:
+    def _remove_old_runs(self, base: Path, own: Path) -> None:
+        """Remove run folders older than ``retention_days``, except those whose run still goes (locked)."""
         if self.retention_days < 0:
             return
         cutoff = time.time() - self.retention_days * 86400
@@ -94,8 +106,21 @@ class FileLogger(Logger):
                 when = dt.datetime.strptime(d.name, RUN_DIR_FORMAT).timestamp()
             except ValueError:
                 continue  # not a run folder of ours
-            if d.is_dir() and when < cutoff:
+            if d == own or when >= cutoff or not d.is_dir() or d.is_symlink():
+                continue
+            try:
+                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # its run is still going
+                os.close(fd)
+                continue
+            try:
                 shutil.rmtree(d, ignore_errors=True)
+            finally:
+                os.close(fd)
 
     async def update(self, evt: SerializableLogEvent) -> None:
         files = self._state
