@@ -68,4 +68,6 @@ def flowmancer_cmdline_main(config: Config) -> int:
         job.end_time = time.time()
     code = exit_code_for(job)
     hook.flowmancer_job_finish(job=job, exitcode=int(code))
+    if job.error is not None:
+        print(f"ERROR: {job.error}", file=sys.stderr)
     return code
