@@ -40,7 +40,10 @@ from typing import TYPE_CHECKING, Any, Optional
 from .lifeline import close_inherited, kill_and_wait, kill_group, open_fds
 
 if TYPE_CHECKING:
-    from .worker import Attempt, SharedDict
+    from types import ModuleType
+
+    from .taskio import SharedDict
+    from .worker import Attempt
 
 _LEN = struct.Struct("=I")
 _SPAWNED = struct.Struct("=Qi")  # request id, pid
@@ -377,7 +380,8 @@ def serve(fd: int) -> None:
     import faulthandler
     from importlib import import_module
 
-    from .worker import SharedDict  # pydantic and the task machinery: the bulk of the start-up, done at once
+    from .taskio import SharedDict
+    from .worker import Attempt  # noqa: F401 - pydantic and the task machinery: the bulk of the start-up, done now
 
     faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # fd 2: each child's raw pipe, once it is forked
     init = _first(chan)
@@ -408,10 +412,11 @@ def serve(fd: int) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
-    shared = SharedDict({}, None)  # the replica of job.shared_dict (changed with dict's methods: see SharedDict)
+    shared = SharedDict({}, None)  # the replica of job.shared_dict (changed through .data: see SharedDict)
     children: set[int] = set()
+    modules: dict[Optional[str], tuple[ModuleType, ...]] = {}  # app root -> its modules (worker.app_modules)
     try:
-        while _serve_once(chan, sel, wake_r, shared, module_fds, children):
+        while _serve_once(chan, sel, wake_r, shared, module_fds, children, modules):
             pass
     except _SchedulerGone:
         pass
@@ -425,6 +430,7 @@ def _serve_once(
     shared: SharedDict,
     module_fds: tuple[int, ...],
     children: set[int],
+    modules: dict[Optional[str], tuple[ModuleType, ...]],
 ) -> bool:
     """Handle one wake-up: requests from the scheduler, children that ended. ``False`` once it is gone."""
     sock = chan.sock
@@ -449,12 +455,12 @@ def _serve_once(
                 _fork(sock, batch, module_fds, children)  # those children see shared_dict as it was before
                 cleared, changed, deleted = pickle.loads(rec[1:])
                 if cleared:
-                    dict.clear(shared)
-                dict.update(shared, changed)
+                    shared.data.clear()
+                shared.data.update(changed)
                 for k in deleted:
-                    dict.pop(shared, k, None)
+                    shared.data.pop(k, None)
                 continue
-            batch.append(_Request(rec, chan.fds.popleft(), chan.fds.popleft(), shared))
+            batch.append(_Request(rec, chan.fds.popleft(), chan.fds.popleft(), shared, modules))
         _fork(sock, batch, module_fds, children)
     _reap(sock, children)
     return True
@@ -516,8 +522,16 @@ def _reply_framed(sock: socket.socket, data: bytes, fds: tuple[int, ...] = ()) -
 class _Request:
     """One spawn request, made ready to fork: its ``Attempt`` is built here, not in the child (see ``Attempt``)."""
 
-    def __init__(self, rec: bytes, event_w: int, raw_w: int, shared: SharedDict) -> None:
-        from .worker import Attempt, PipeWriter
+    def __init__(
+        self,
+        rec: bytes,
+        event_w: int,
+        raw_w: int,
+        shared: SharedDict,
+        modules: dict[Optional[str], tuple[ModuleType, ...]],
+    ) -> None:
+        from .pipes import PipeWriter
+        from .worker import Attempt, app_modules
 
         (self.req,) = _ID.unpack_from(rec, 1)
         self.fds = (event_w, raw_w)
@@ -525,7 +539,10 @@ class _Request:
         self.workdir: Optional[str] = None
         try:
             instance, info, self.workdir, memory_limit_mb = pickle.loads(rec[1 + _ID.size :])
-            self.attempt = Attempt(PipeWriter(event_w), instance, info, shared, memory_limit_mb)
+            if self.workdir not in modules:
+                modules[self.workdir] = app_modules(self.workdir) if self.workdir else ()
+            mods = modules[self.workdir]
+            self.attempt = Attempt(PipeWriter(event_w), instance, info, shared, memory_limit_mb, mods)
         except BaseException:  # noqa: BLE001 - the child exits without a result: the scheduler reports a crash
             pass
 
@@ -593,7 +610,6 @@ def _child(attempt: Optional[Attempt], raw_w: int, workdir: Optional[str], keep:
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the task's own subprocesses need the default
         close_inherited(keep)
         if attempt is not None:
-            attempt.run(raw_w, workdir, faulthandler_on=True)
-            code = 0
+            code = attempt.run(raw_w, workdir, faulthandler_on=True)
     finally:
         os._exit(code)

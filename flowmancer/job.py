@@ -205,6 +205,21 @@ class Job:
         return self.count(ExecutionState.FAILED, ExecutionState.DEFAULTED, ExecutionState.ABORTED)
 
 
+def _above_hard_memory_limit(megabytes: Optional[int]) -> str:
+    """Why the kernel would refuse a task process this memory limit ('' when it would not)."""
+    if not megabytes:
+        return ""
+    try:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    except (ImportError, OSError, ValueError):
+        return ""
+    if hard == resource.RLIM_INFINITY or megabytes * 1024 * 1024 < hard:
+        return ""
+    return f"is above the hard limit for a process's data here ({hard // (1024 * 1024)} MB, ulimit -d)"
+
+
 def default_name(jobfile: Path, rootdir: Path) -> str:
     """The name of a job whose ``config.name`` is not set: its file's path from the app root, no suffix."""
     path = jobfile.with_suffix("")
@@ -296,6 +311,18 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry, problems
             )
             continue
         settings = tdef.settings(model.config.task_defaults)
+        too_much = _above_hard_memory_limit(settings.memory_limit_mb)
+        if too_much:
+            own = tdef.memory_limit_mb is not None
+            path = ("tasks", name, "memory_limit_mb") if own else ("config", "task_defaults", "memory_limit_mb")
+            problems.append(
+                Problem(
+                    f"memory_limit_mb: {settings.memory_limit_mb} MB {too_much}",
+                    loaded.location(path),
+                    where=".".join(path),
+                    hint="use a smaller limit, or raise the hard limit (ulimit -d) of the shell that runs flowmancer",
+                )
+            )
         tasks[name] = TaskRun(
             name=name, definition=tdef, cls=cls, instance=instance, index=index, settings=settings, location=loc
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from .errors import JobDefinitionError, Location, Problem, closest
 
 Path_ = tuple[Union[str, int], ...]
+#: the largest job file read (a 100,000-task job is a few MB)
+MAX_JOB_BYTES = 64_000_000
+#: values YAML aliases and merge keys may add beyond what the file spells out (an alias bomb stops here):
+#: this many, or 10 times the values the file spells out if that is more
+MAX_ALIAS_VALUES = 100_000
 Marks = Dict[Path_, tuple[str, int, int]]  # path -> (file, line, column), made into a Location on demand
 
 
@@ -31,6 +37,10 @@ class _Strict(BaseModel):
 
 
 Trigger = Literal["all_success", "all_done", "one_failed", "none_failed"]
+#: a memory limit above this (1 EiB) is no limit a kernel can set
+MAX_MEMORY_MB = 1 << 40
+#: the longest timeout, backoff or grace period: one year (the scheduler waits in slices of an hour at most)
+MAX_SECONDS = 366 * 86400
 
 
 class TaskSettings(_Strict):
@@ -38,15 +48,23 @@ class TaskSettings(_Strict):
     every task; a task's own keys win."""
 
     max_attempts: int = Field(1, ge=1)
-    backoff: float = Field(0.0, ge=0, description="seconds before the 2nd attempt")
-    backoff_factor: float = Field(1.0, ge=1, description="each later wait is this many times the previous one")
-    backoff_max: Optional[float] = Field(None, ge=0, description="cap on the wait between attempts")
+    backoff: float = Field(0.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="seconds before the 2nd attempt")
+    backoff_factor: float = Field(
+        1.0, ge=1, allow_inf_nan=False, description="each later wait is this many times the previous one"
+    )
+    backoff_max: Optional[float] = Field(
+        None, ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="cap on the wait between attempts"
+    )
     backoff_jitter: float = Field(0.0, ge=0, le=1, description="randomise each wait by up to this fraction")
     retry_on: Optional[List[str]] = Field(None, description="retry only these exceptions (or 'timeout', 'crash')")
     no_retry_on: List[str] = Field(default_factory=list, description="never retry these exceptions")
-    timeout: Optional[float] = Field(None, gt=0, description="seconds an attempt may run before it is stopped")
+    timeout: Optional[float] = Field(
+        None, gt=0, le=MAX_SECONDS, allow_inf_nan=False, description="seconds an attempt may run before it is stopped"
+    )
     trigger: Trigger = "all_success"
-    memory_limit_mb: Optional[int] = Field(None, gt=0, description="address-space limit of the task process")
+    memory_limit_mb: Optional[int] = Field(
+        None, gt=0, le=MAX_MEMORY_MB, description="MB the task process may allocate beyond what it starts with"
+    )
 
 
 class ConfigDef(_Strict):
@@ -55,7 +73,9 @@ class ConfigDef(_Strict):
     extension_directories: List[str] = Field(default_factory=list)
     extension_packages: List[str] = Field(default_factory=list)
     task_defaults: TaskSettings = Field(default_factory=lambda: TaskSettings())
-    abort_grace_seconds: float = Field(5.0, ge=0, description="time a stopped task has for on_abort")
+    abort_grace_seconds: float = Field(
+        5.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="time a stopped task has for on_abort"
+    )
     # Accepted for compatibility; the scheduler is event driven and has no polling interval.
     synchro_interval_seconds: float = 0.25
     loggers_interval_seconds: float = 0.25
@@ -80,15 +100,15 @@ class TaskDef(_Strict):
     tags: List[str] = Field(default_factory=list, description="labels for -m selection")
     # Unset (None) means "as in config.task_defaults".
     max_attempts: Optional[int] = Field(None, ge=1)
-    backoff: Optional[float] = Field(None, ge=0)
-    backoff_factor: Optional[float] = Field(None, ge=1)
-    backoff_max: Optional[float] = Field(None, ge=0)
+    backoff: Optional[float] = Field(None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
+    backoff_factor: Optional[float] = Field(None, ge=1, allow_inf_nan=False)
+    backoff_max: Optional[float] = Field(None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
     backoff_jitter: Optional[float] = Field(None, ge=0, le=1)
     retry_on: Optional[List[str]] = None
     no_retry_on: Optional[List[str]] = None
-    timeout: Optional[float] = Field(None, gt=0)
+    timeout: Optional[float] = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     trigger: Optional[Trigger] = None
-    memory_limit_mb: Optional[int] = Field(None, gt=0)
+    memory_limit_mb: Optional[int] = Field(None, gt=0, le=MAX_MEMORY_MB)
 
     @field_validator("dependencies", "parameters", "tags", mode="before")
     @classmethod
@@ -156,6 +176,16 @@ class ConfigSchema:
         return model
 
 
+#: the keys a job definition file may have at the top
+_JOB_KEYS = frozenset({*JobDefinition.model_fields, "include"})
+
+
+def _not_a_job(data: dict[Any, Any]) -> bool:
+    """No key of ``data`` is a job definition's, nor a misspelling of one (a file included by mistake)."""
+    keys = [str(k) for k in list(data)[:50]]
+    return not set(keys) & _JOB_KEYS and not any(closest(k, _JOB_KEYS) for k in keys if len(k) < 40)
+
+
 # Which model describes the mapping found at a path (for "did you mean" on unknown keys).
 _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     (): JobDefinition,
@@ -176,6 +206,7 @@ class LoadedJobDef:
     files: list[Path] = field(default_factory=list)  # the job file and every include, for --watch
     problems: list[Problem] = field(default_factory=list)  # schema problems (invalid parts left out)
     task_names: list[str] = field(default_factory=list)  # every task named, valid or not
+    outside_root: list[str] = field(default_factory=list)  # includes from outside the app root
 
     def location(self, path: Path_) -> Optional[Location]:
         return locate(self.marks, path)
@@ -204,6 +235,7 @@ def dotted(path: Path_) -> str:
 # libyaml's parser when present: the same safe loading, many times faster on big files.
 _SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _Builder:
@@ -215,6 +247,11 @@ class _Builder:
         self.marks: Marks = {}
         self.constructor = yaml.constructor.SafeConstructor()
         self._stack: set[int] = set()
+        self._built = 0  # values built, aliases counted each time they are expanded
+        self._nodes: set[int] = set()  # distinct nodes: what the file spells out
+        self._merged: dict[int, int] = {}  # node -> pairs its merge keys (<<) flatten into
+        self._over = False
+        self._alias: Optional[yaml.Node] = None  # the outermost anchored node being expanded again
 
     def loc(self, node: yaml.Node) -> Location:
         return Location(*self.mark(node))
@@ -222,10 +259,57 @@ class _Builder:
     def mark(self, node: yaml.Node) -> tuple[str, int, int]:
         return (self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
+    def _budget(self, node: yaml.Node, more: int = 1) -> bool:
+        """Count ``more`` values; ``False`` (and one problem) once aliases have expanded past the bound."""
+        if not self._over:
+            self._built += more
+            limit = max(MAX_ALIAS_VALUES, 10 * len(self._nodes))
+            if self._built - len(self._nodes) > limit:
+                self._over = True
+                self.problems.append(
+                    Problem(
+                        f"YAML aliases expand to more than {limit:,} values (an alias bomb?): the anchor here "
+                        "is expanded again and again",
+                        self.loc(self._alias if self._alias is not None else node),
+                        hint="an alias (*name) of an anchor that itself holds aliases multiplies; use fewer levels",
+                    )
+                )
+        return not self._over
+
+    def _merge_size(self, node: yaml.MappingNode) -> int:
+        """The pairs flattening the merge keys (<<) of ``node`` makes, worked out without making them."""
+        got = self._merged.get(id(node))
+        if got is not None:
+            return got
+        self._merged[id(node)] = 0  # a cycle adds nothing (it is reported as a recursive alias)
+        total = 0
+        for knode, vnode in node.value:
+            if knode.tag != _MERGE_TAG:
+                total += 1
+                continue
+            for sub in vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]:
+                if isinstance(sub, yaml.MappingNode):
+                    total += self._merge_size(sub)
+        self._merged[id(node)] = total
+        return total
+
     def build(self, node: yaml.Node, path: Path_) -> Any:
         """Marks are kept for the root, every key and every list item: enough to point at any value."""
         if not path:
             self.marks[path] = self.mark(node)
+        outermost = self._alias is None and id(node) in self._nodes  # an alias, not inside another
+        if outermost:
+            self._alias = node
+        try:
+            return self._build(node, path)
+        finally:
+            if outermost:
+                self._alias = None
+
+    def _build(self, node: yaml.Node, path: Path_) -> Any:
+        self._nodes.add(id(node))
+        if not self._budget(node):
+            return None
         if id(node) in self._stack:
             self.problems.append(
                 Problem("recursive YAML alias", self.loc(node), hint="an anchor cannot contain itself")
@@ -237,6 +321,10 @@ class _Builder:
             )
             return None
         if isinstance(node, yaml.MappingNode):
+            if any(k.tag == _MERGE_TAG for k, _ in node.value):
+                extra = self._merge_size(node) - len(node.value)
+                if not self._budget(node, max(0, extra)):  # flattening would make them all at once
+                    return None
             self._stack.add(id(node))
             self.constructor.flatten_mapping(node)
             out: dict[Any, Any] = {}
@@ -295,15 +383,53 @@ def _yaml_problem(file: str, exc: yaml.YAMLError, text: str = "") -> Problem:
     return Problem(msg, loc, hint=hint)
 
 
-def read_yaml(path: Path, problems: list[Problem]) -> tuple[Any, Marks]:
-    file = str(path)
+def _read_text(path: Path, problems: list[Problem]) -> Optional[str]:
+    """The text of a job file: a regular file of at most ``MAX_JOB_BYTES`` (never a FIFO, which would block,
+    nor a device such as /dev/zero, which never ends)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         problems.append(Problem(f"job definition file not found: {path}", hint="check the path given with -j"))
-        return None, {}
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(f"cannot read job definition {path}: {exc}"))
+        return None
+    except OSError as exc:
+        problems.append(Problem(f"cannot read job definition {path}: {exc.strerror}"))
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device"
+            problems.append(
+                Problem(
+                    f"{path} is {kind}, not a job definition file",
+                    hint="give a YAML file (-j path/to/job.yaml, or include: [file.yaml])",
+                )
+            )
+            return None
+        if st.st_size > MAX_JOB_BYTES:
+            problems.append(
+                Problem(
+                    f"{path} is {st.st_size / 1e6:.0f} MB: a job definition is at most {MAX_JOB_BYTES // 1_000_000} MB",
+                    hint="check that this is the job file you meant; split a huge job with include:",
+                )
+            )
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_JOB_BYTES + 1)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", hint="save as UTF-8"))
+        return None
+    except OSError as exc:
+        problems.append(Problem(f"cannot read job definition {path}: {exc.strerror}"))
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_yaml(path: Path, problems: list[Problem]) -> tuple[Any, Marks]:
+    file = str(path)
+    text = _read_text(path, problems)
+    if text is None:
         return None, {}
     if len(text) > 2_000_000:
         print(f"reading {path} ({len(text) / 1e6:.1f} MB): large YAML files take a while", file=sys.stderr)
@@ -396,14 +522,16 @@ class _Loader:
         self.sources = sources
         self.problems: list[Problem] = []
         self.files: list[Path] = []
+        self.outside: list[str] = []  # includes from outside the app root (the header of the run names them)
         self._cache: dict[Path, tuple[dict[Any, Any], Marks]] = {}
 
     def _resolve(self, raw: str, including: Path) -> Optional[Path]:
+        """The file an include names (``read_yaml`` then refuses what is not a regular file)."""
         p = Path(os.path.expanduser(raw))
         if p.is_absolute():
-            return p if p.is_file() else None
+            return p if p.exists() else None
         for base in (self.rootdir, including.parent):
-            if (base / p).is_file():
+            if (base / p).exists():
                 return (base / p).resolve()
         return None
 
@@ -416,6 +544,15 @@ class _Loader:
             self.files.append(path)
         raw, marks = read_yaml(path, self.problems)
         if raw is None:
+            return {}, {}
+        if raw and _not_a_job(raw):  # say so, and never echo what such a file holds
+            self.problems.append(
+                Problem(
+                    f"{path} is not a job definition: it has none of the keys of one ({', '.join(sorted(_JOB_KEYS))})",
+                    Location(str(path), 1),
+                    hint="check -j, or the include that names it",
+                )
+            )
             return {}, {}
         raw = substitute(raw, marks, self.sources, self.problems)
         includes = raw.pop("include", None) or []
@@ -459,6 +596,8 @@ class _Loader:
                     )
                 )
                 continue
+            if self.rootdir.resolve() not in target.resolve().parents:
+                self.outside.append(f"{inc} ({target}), included by {path}")
             data, inc_marks = self.load(target, (*stack, path))
             deep_merge(merged, data)
             merged_marks.update(inc_marks)
@@ -640,5 +779,11 @@ def load_jobdef(
         except ValidationError:
             model = root.model_validate({"tasks": {}})
     return LoadedJobDef(
-        model=model, marks=marks, path=path.resolve(), files=loader.files, problems=problems, task_names=names
+        model=model,
+        marks=marks,
+        path=path.resolve(),
+        files=loader.files,
+        problems=problems,
+        task_names=names,
+        outside_root=loader.outside,
     )

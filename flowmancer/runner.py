@@ -11,6 +11,7 @@ import errno
 import heapq
 import itertools
 import os
+import pickle
 import selectors
 import signal
 import threading
@@ -23,6 +24,9 @@ from .markers import hookimpl
 from .spawn import TaskHandle, describe_exit
 
 S = ExecutionState
+#: the longest the scheduler waits at once (epoll's limit is ~24.8 days; a timer further away is waited for
+#: in slices)
+MAX_WAIT = 3600.0
 _SATISFIED = (S.COMPLETED, S.SKIPPED)
 _BAD = (S.FAILED, S.DEFAULTED, S.ABORTED)
 
@@ -98,6 +102,7 @@ class Scheduler:
         #: attempts that reported success and were settled while their process still exits: id -> (task, handle)
         self.lingering: dict[int, tuple[TaskRun, TaskHandle]] = {}
         self.finished_events: dict[str, dict[str, Any]] = {}
+        self.broken: dict[str, str] = {}  # task -> what it sent that could not be read (its attempt fails)
         self.open = 0  # tasks not yet in a final state
         self.aborting = False
         self._stop_done = False
@@ -259,17 +264,14 @@ class Scheduler:
             if kind == "log":
                 self._log(task, ev)
             elif kind == "shared":
-                deleted = ev["op"] != "set"
-                if deleted:
-                    self.job.shared_dict.pop(ev["key"], None)
-                else:
-                    self.job.shared_dict[ev["key"]] = ev["value"]
-                self.hook.flowmancer_task_shared_dict(
-                    job=self.job, task=task, key=ev["key"], value=ev.get("value"), deleted=deleted
-                )
+                self._shared(task, ev)
+            elif kind == "unreadable":
+                self._unreadable(task, f"a message from the task could not be read: {ev['error']}")
             elif kind == "finished":
                 self.finished_events[task.name] = ev
-                settle = ev["ok"] and not self.aborting and "timed_out" not in task.stash
+                settle = (
+                    ev["ok"] and not self.aborting and "timed_out" not in task.stash and task.name not in self.broken
+                )
             elif kind == "exit":
                 self._forget(handle)
                 self._attempt_over(task, ev.get("exitcode"))
@@ -284,6 +286,24 @@ class Scheduler:
             self._timer(self.grace, "linger", task)
             self._attempt_over(task, 0)
         self._watch(task, handle)
+
+    def _shared(self, task: TaskRun, ev: dict[str, Any]) -> None:
+        key, deleted = ev["key"], ev["op"] != "set"
+        value = None
+        if deleted:
+            self.job.shared_dict.pop(key, None)
+        else:
+            try:
+                value = pickle.loads(ev["pickled"])
+            except Exception as exc:  # noqa: BLE001 - the task's value, not the runner's failure
+                self._unreadable(task, f"shared_dict[{key!r}] as the task wrote it cannot be read back: {exc!r}")
+                return
+            self.job.shared_dict[key] = value
+        self.hook.flowmancer_task_shared_dict(job=self.job, task=task, key=key, value=value, deleted=deleted)
+
+    def _unreadable(self, task: TaskRun, error: str) -> None:
+        """The task sent what the runner cannot read: its attempt fails with that, whatever it reports."""
+        self.broken.setdefault(task.name, error)
 
     def _log(self, task: TaskRun, ev: dict[str, Any]) -> None:
         sev = Severity(ev["severity"])
@@ -302,6 +322,7 @@ class Scheduler:
             exitcode=exitcode,
         )
         timed_out = task.stash.pop("timed_out", None)
+        broken = self.broken.pop(task.name, None)
         if timed_out is not None:
             result.state, result.failure_kind = S.FAILED, "timeout"
             result.error = f"timed out after {timed_out:g} s"
@@ -309,6 +330,8 @@ class Scheduler:
             result.state = S.ABORTED if self.aborting else S.FAILED
             result.failure_kind = "crash"
             result.error = describe_exit(exitcode) if not self.aborting else f"aborted ({describe_exit(exitcode)})"
+        elif broken is not None and not fin["aborted"]:
+            result.state, result.failure_kind, result.error = S.FAILED, "exception", broken
         elif fin["aborted"] or (self.aborting and not fin["ok"]):
             result.state = S.ABORTED
             if self.job.interrupted:
@@ -416,6 +439,9 @@ class Scheduler:
         if self.job.abort_requested and not self.aborting:
             self._abort(0)
 
+    def _retry_pending(self) -> bool:
+        return any(entry[2] == "retry" for entry in self.timers)
+
     def _take_signals(self, sigs: _SignalWatch) -> None:
         while sigs.signals:
             self._abort(sigs.signals.pop(0))
@@ -450,14 +476,16 @@ class Scheduler:
                 while self._read_waiting():  # an attempt that ended there may have made tasks ready
                     self._start_ready()
                 self._honour_stop()
-                if not job.running and not self.lingering and not self.timers:
+                if not job.running and not self.lingering and not self._retry_pending():
                     if self.ready and not job.stopping:
                         raise RuntimeError("a flowmancer_task_can_start hook refuses every task while none runs")
-                    break
+                    break  # what timers are left belong to attempts that are over
                 timeout = None if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
                 wake = [w for w in self.hook.flowmancer_runjob_idle(job=job) if w is not None]
                 if wake:
                     timeout = min(wake) if timeout is None else min(timeout, *wake)
+                if timeout is not None:
+                    timeout = min(timeout, MAX_WAIT)
                 ready: set[Any] = set()
                 handles: dict[int, tuple[TaskRun, TaskHandle]] = {}
                 for key, _ in self.selector.select(timeout):

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
 
 from .lifeline import Guardian, close_inherited, kill_group
 from .markers import hookimpl
-from .worker import Attempt, ConnectionReader, PipeReader, PipeWriter, child_main
+from .pipes import ConnectionReader, PipeReader, PipeWriter
+from .worker import Attempt, app_modules, child_main
 
 if TYPE_CHECKING:
     from .forkserver import ForkServer
@@ -106,15 +107,15 @@ class ForkedChild:
 def fork_child(
     target: Any, args: tuple[Any, ...], keep: tuple[int, ...] = (), on_reap: Optional[Callable[[int], None]] = None
 ) -> ForkedChild:
-    """Run ``target(*args)`` in a forked child that exits with 0, or 1 if ``target`` raised. The child keeps
-    only stdio and the descriptors in ``keep`` (see ``lifeline.close_inherited``)."""
+    """Run ``target(*args)`` in a forked child that exits with what it returns (an int; else 0), or 1 if it
+    raised. The child keeps only stdio and the descriptors in ``keep`` (see ``lifeline.close_inherited``)."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         code = 1
         try:
             close_inherited(keep)
-            target(*args)
-            code = 0
+            result = target(*args)
+            code = result if isinstance(result, int) else 0
         finally:
             os._exit(code)
     return ForkedChild(pid, on_reap)
@@ -213,7 +214,8 @@ class ProcessHandle:
                 blocked = block_sigterm()
                 try:
                     if forking:  # built here, not in the child: see Attempt
-                        attempt = Attempt(PipeWriter(event_w), task.instance, args[1], snapshot, args[4])
+                        modules = _app_modules(job)
+                        attempt = Attempt(PipeWriter(event_w), task.instance, args[1], snapshot, args[4], modules)
                         assert raw_w is not None
                         keep = (event_w, raw_w, *job.module_fds)
                         on_reap = guardian.remove if guardian else None
@@ -387,6 +389,7 @@ class ProcessHandle:
 
 _SERVER = "spawn.forkserver"
 _GUARDIAN = "spawn.guardian"
+_MODULES = "spawn.app_modules"
 #: jobs with at least this many tasks get a fork server (its start-up costs about one interpreter start)
 FORK_SERVER_MIN_TASKS = 300
 
@@ -423,6 +426,14 @@ def _server(job: Job) -> Optional[ForkServer]:
         server.load(modules, tuple(job.hold_fds))
     job.stash[_SERVER] = server
     return server
+
+
+def _app_modules(job: Job) -> tuple[Any, ...]:
+    """The app's modules (see ``worker.app_modules``), worked out at the job's first direct fork."""
+    if _MODULES not in job.stash:
+        job.stash[_MODULES] = app_modules(str(job.config.rootdir))
+    modules: tuple[Any, ...] = job.stash[_MODULES]
+    return modules
 
 
 def _guardian(job: Job) -> Optional[Guardian]:

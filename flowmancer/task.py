@@ -7,6 +7,7 @@ job YAML before anything runs. One instance lives in one OS process for one atte
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
@@ -68,7 +69,7 @@ class Task(ABC, BaseModel):
 
     # Plain defaults, no factories: pydantic inspects a factory's signature for every instance, which
     # dominates validating thousands of tasks. The properties create the objects on first use.
-    _fm_shared_dict: Optional[dict[str, Any]] = PrivateAttr(default=None)
+    _fm_shared_dict: Optional[MutableMapping[Any, Any]] = PrivateAttr(default=None)
     _fm_logger: Optional[TaskLogger] = PrivateAttr(default=None)
     _fm_info: Optional[TaskInfo] = PrivateAttr(default=None)
 
@@ -76,12 +77,22 @@ class Task(ABC, BaseModel):
     default_tags: ClassVar[tuple[str, ...]] = ()
 
     @property
-    def shared_dict(self) -> dict[str, Any]:
+    def shared_dict(self) -> MutableMapping[Any, Any]:
         """Values shared across tasks: a task sees every write made by tasks that finished before it
-        started; its own writes reach the parent at once (see the README)."""
+        started; each change it makes, through any mapping operation, reaches the parent at once (see the
+        README)."""
         if self._fm_shared_dict is None:
             self._fm_shared_dict = {}
         return self._fm_shared_dict
+
+    @shared_dict.setter
+    def shared_dict(self, value: Any) -> None:
+        # ``self.shared_dict |= {...}`` changes it in place, then assigns it back to itself
+        if value is not self.shared_dict:
+            raise AttributeError(
+                "shared_dict cannot be replaced: change its keys (self.shared_dict[k] = v, .update(...), |=, "
+                "del, .clear())"
+            )
 
     @property
     def logger(self) -> TaskLogger:

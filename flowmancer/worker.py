@@ -1,221 +1,48 @@
 """The child side: run one attempt of one task and report it over a pipe.
 
-No plugin manager here. The child turns ``print``/stderr/``self.logger`` into line events, sends
-each ``shared_dict`` write at once, and ends with one ``finished`` event. Anything that kills it
-before that (``os._exit``, a signal, a segfault) is noticed by the parent from the process sentinel.
+No plugin manager here. The child turns ``print``/stderr/``self.logger`` into line events, sends each
+``shared_dict`` write at once (``taskio``), and ends with one ``finished`` event, from its own process only.
+Anything that kills it before that (``os._exit``, a signal, a segfault) is noticed by the parent from the
+process sentinel.
+
+A task process ends the way a Python program ends: its partial output lines, the files the app's modules
+and the task left open are flushed, the ``atexit`` handlers registered while the task ran are called;
+then it reports and exits with its code: 0, the ``sys.exit`` code, 1 after an exception, 143 when aborted.
 """
 
 from __future__ import annotations
 
 import _signal  # signal's C half: the Python wrappers convert to enums, which costs a task process page copies
+import atexit
 import faulthandler
 import io
 import os
 import pickle
 import signal
-import struct
 import sys
 import time
 import traceback
+from types import ModuleType
 from typing import Any, Optional
 
 from .events import Severity
 from .task import Task, TaskInfo, TaskLogger
+from .taskio import LineWriter, Sender, SharedDict
+
+#: the exit code of a task process that was aborted (it handled SIGTERM): 128 + 15, as a shell reports it
+ABORTED_EXIT = 143
 
 
 class TaskAborted(BaseException):
     """Raised in the task's main thread when the run is interrupted (SIGTERM from the parent)."""
 
 
-class PipeWriter:
-    """The writing end of a ``multiprocessing.connection.Connection`` without its machinery: the same
-    framing (a 4-byte big-endian length, then a pickle), so the parent reads it with ``Connection.recv``,
-    but a freshly forked child touches (and so copies) far fewer pages to send its first event."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def send(self, obj: Any) -> None:
-        self.send_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-
-    def send_bytes(self, data: bytes) -> None:
-        view = memoryview(_HEADER.pack(len(data)) + data)
-        while view:
-            view = view[os.write(self.fd, view) :]
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-_HEADER = struct.Struct("!i")  # Connection's header for messages under 2 GiB
-_READ_CHUNK = 1 << 16
-
-
-class PipeReader:
-    """The scheduler's end of a ``PipeWriter``: a plain pipe read without blocking. ``Connection.poll`` and
-    ``recv`` cost four system calls per event and ``recv`` waits for the rest of a message, so a task
-    stopped half-way through writing a large event would stall the scheduler; this reads what is there."""
-
-    def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self.fd = fd
-        self._buf = bytearray()
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def read(self) -> tuple[list[Any], bool]:
-        """The messages complete so far, and whether every writer has closed its end."""
-        eof = False
-        while True:
-            try:
-                chunk = os.read(self.fd, _READ_CHUNK)
-            except BlockingIOError:
-                break
-            if not chunk:
-                eof = True
-                break
-            self._buf += chunk
-            if len(chunk) < _READ_CHUNK:  # a pipe gives all it holds: what comes next wakes the scheduler
-                break
-        buf, pos, out = self._buf, 0, []
-        while len(buf) - pos >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buf, pos)
-            end = pos + _HEADER.size + size
-            if len(buf) < end:
-                break
-            out.append(pickle.loads(buf[pos + _HEADER.size : end]))
-            pos = end
-        del buf[:pos]
-        return out, eof
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class ConnectionReader:
-    """``PipeReader``'s interface over a ``multiprocessing`` connection (the spawn start method, where the
-    child is handed a ``Connection``)."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def fileno(self) -> int:
-        return int(self.conn.fileno())
-
-    def read(self) -> tuple[list[Any], bool]:
-        out: list[Any] = []
-        try:
-            while self.conn.poll():
-                out.append(self.conn.recv())
-        except (EOFError, OSError):
-            return out, True
-        return out, False
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class _Sender:
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        self.conn.send(event)
-
-    def pickled(self, data: bytes) -> None:
-        """Send an event pickled in advance."""
-        self.conn.send_bytes(data)
-
-
-class LineWriter(io.TextIOBase):
-    """A text stream that sends complete lines; a partial line waits for its newline (or ``close``)."""
-
-    def __init__(self, send: _Sender, stream: str, severity: Severity) -> None:
-        self._send = send
-        self._stream = stream
-        self._severity = severity.value
-        self._buf = ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        if not isinstance(s, str):
-            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        if "\n" not in s:
-            self._buf += s
-            return len(s)
-        data = self._buf + s
-        *lines, self._buf = data.split("\n")
-        self._send(
-            {"event": "log", "stream": self._stream, "severity": self._severity, "lines": lines, "ts": time.time()}
-        )
-        return len(s)
-
-    def flush(self) -> None:  # complete lines are already sent; a partial line must not be split
-        pass
-
-    def finish(self) -> None:
-        if self._buf:
-            rest, self._buf = self._buf, ""
-            self._send(
-                {"event": "log", "stream": self._stream, "severity": self._severity, "lines": [rest], "ts": time.time()}
-            )
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
-
-    def isatty(self) -> bool:
-        return False
-
-
-class SharedDict(dict):  # type: ignore[type-arg]
-    """The child's view of ``shared_dict``: a snapshot whose key writes are forwarded to the parent.
-
-    The fork server keeps its replica in one of these (updated with ``dict``'s own methods, so nothing is
-    forwarded); each task process it forks points ``_send`` at its own pipe and uses it without a copy."""
-
-    def __init__(self, snapshot: dict[str, Any], send: Optional[_Sender]) -> None:
-        super().__init__(snapshot)
-        self._send: Any = send
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._send({"event": "shared", "op": "set", "key": key, "value": value})
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        super().__delitem__(key)
-        self._send({"event": "shared", "op": "del", "key": key})
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for k, v in dict(*args, **kwargs).items():
-            self[k] = v
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def pop(self, key: Any, *default: Any) -> Any:
-        if key in self:
-            value = self[key]
-            del self[key]
-            return value
-        if default:
-            return default[0]
-        raise KeyError(key)
-
-    def popitem(self) -> tuple[Any, Any]:
-        key = next(reversed(self))
-        return key, self.pop(key)
-
-    def clear(self) -> None:
-        for key in list(self):
-            del self[key]
+def _safe_str(exc: BaseException) -> str:
+    """``str(exc)``, even for an exception whose ``__str__`` raises (its failure must still be reported)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        return f"<{type(exc).__name__}: its str() raised>"
 
 
 def _format_exc(exc: BaseException) -> str:
@@ -223,7 +50,10 @@ def _format_exc(exc: BaseException) -> str:
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip("\n")
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip("\n")
+    except Exception:  # noqa: BLE001
+        return f"{type(exc).__name__}: {_safe_str(exc)}"
 
 
 def exception_names(cls: type[BaseException]) -> list[str]:
@@ -237,24 +67,112 @@ def exception_names(cls: type[BaseException]) -> list[str]:
 
 
 def limit_memory(megabytes: int) -> None:
-    """Allow ``megabytes`` of new allocations beyond what the process has at start (Linux: RLIMIT_DATA)."""
+    """Allow ``megabytes`` of new allocations beyond what the process has at start (Linux: RLIMIT_DATA).
+    ``ValueError`` if the kernel will not: the limit would be above this process's hard limit."""
     import resource
 
     extra = megabytes * 1024 * 1024
     try:
         with open("/proc/self/status") as f:
             data_kb = next(int(ln.split()[1]) for ln in f if ln.startswith("VmData:"))
-        resource.setrlimit(resource.RLIMIT_DATA, (data_kb * 1024 + extra, data_kb * 1024 + extra))
     except (OSError, StopIteration, ValueError):
         resource.setrlimit(resource.RLIMIT_AS, (extra, extra))
+        return
+    limit = data_kb * 1024 + extra
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    if hard != resource.RLIM_INFINITY and limit > hard:
+        raise ValueError(f"it is above this process's hard limit of {hard // (1024 * 1024)} MB (ulimit -d)")
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def app_modules(root: str) -> tuple[ModuleType, ...]:
+    """The modules loaded from the app root (not from installed packages): the files they leave open at
+    module level are flushed when a task process ends. Worked out once per run, by whoever forks."""
+    prefix = os.path.join(root, "")
+    out = []
+    for m in list(sys.modules.values()):
+        file = getattr(m, "__file__", None)
+        if isinstance(file, str) and file.startswith(prefix) and "-packages" + os.sep not in file:
+            out.append(m)
+    return tuple(out)
+
+
+def _flush_files(namespaces: list[dict[str, Any]]) -> None:
+    for namespace in namespaces:
+        for value in list(namespace.values()):
+            if isinstance(value, io.IOBase):
+                try:
+                    value.flush()
+                except Exception:  # noqa: BLE001 - closed, or its descriptor was not the task's: nothing to do
+                    pass
+
+
+class _ExitHandlers:
+    """``atexit`` in a task process: what is registered while the task runs is kept here and called when
+    its process ends, last registered first, as Python does. The handlers of the process it was forked from
+    are neither called nor released (releasing them could run their finalizers in this process)."""
+
+    def __init__(self) -> None:
+        self.handlers: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+
+    def install(self) -> None:
+        atexit.register = self.register  # type: ignore[assignment]
+        atexit.unregister = self.unregister  # type: ignore[assignment]
+
+    def register(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        self.handlers.append((func, args, kwargs))
+        return func
+
+    def unregister(self, func: Any) -> None:
+        self.handlers = [h for h in self.handlers if h[0] != func]
+
+    def run(self) -> None:
+        """Not multiprocessing's: a task process does not wait for the children it did not join (they are
+        killed with its process group)."""
+        skip = getattr(sys.modules.get("multiprocessing.util"), "_exit_function", None)
+        while self.handlers:
+            func, args, kwargs = self.handlers.pop()
+            if func is skip:
+                continue
+            try:
+                func(*args, **kwargs)
+            except SystemExit:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - reported as Python reports it, then the next one
+                print(f"Exception ignored in atexit callback {func!r}:\n{_format_exc(exc)}", file=sys.stderr)
 
 
 def _exit_failed(exc: SystemExit) -> bool:
     return exc.code not in (0, None)
 
 
+def _exit_status(exc: SystemExit) -> int:
+    """The status Python exits with for ``sys.exit(code)``."""
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else 1
+
+
+def _leave(exc: Optional[BaseException]) -> None:
+    """A process the task forked came back into this code (its ``run`` returned or raised): end it as Python
+    ends a program, without reporting anything for the task (only the task's own process does)."""
+    code = 0
+    if isinstance(exc, SystemExit):
+        code = _exit_status(exc)
+    elif exc is not None and not isinstance(exc, TaskAborted):
+        print(_format_exc(exc), file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+            getattr(stream, "finish", lambda: None)()
+        except Exception:  # noqa: BLE001
+            pass
+    os._exit(code)
+
+
 class _Lifecycle:
-    def __init__(self, task: Task, send: _Sender, info: TaskInfo) -> None:
+    def __init__(self, task: Task, send: Sender, info: TaskInfo) -> None:
         self.task = task
         self.send = send
         self.info = info
@@ -265,13 +183,20 @@ class _Lifecycle:
         self.kind: Optional[str] = None
         self.exc_types: list[str] = []
         self.memory_limit_mb: Optional[int] = None
+        self.status = 1  # the exit status of a failed attempt
+
+    @property
+    def exit_code(self) -> int:
+        if self.aborted:
+            return ABORTED_EXIT
+        return 0 if self.error is None else self.status
 
     def _fail(self, stage: str, exc: BaseException) -> None:
         text = _format_exc(exc)
         if isinstance(exc, SystemExit):
             summary = f"{stage}() called sys.exit({exc.code!r})"
         else:
-            summary = f"{stage}() raised {type(exc).__name__}: {exc}".rstrip(": ")
+            summary = f"{stage}() raised {type(exc).__name__}: {_safe_str(exc)}".rstrip(": ")
             if isinstance(exc, MemoryError) and self.memory_limit_mb:
                 summary += f" (memory limit of {self.memory_limit_mb} MB reached: memory_limit_mb)"
         self.send({"event": "log", "stream": "traceback", "severity": "ERROR", "lines": [text], "ts": time.time()})
@@ -279,21 +204,28 @@ class _Lifecycle:
             self.error, self.tb = summary, text
             self.kind = "exit" if isinstance(exc, SystemExit) else "exception"
             self.exc_types = exception_names(type(exc))
+            self.status = _exit_status(exc) if isinstance(exc, SystemExit) else 1
+
+    def fail(self, error: str, kind: str = "exception") -> None:
+        """A failure that is not an exception of the task's code."""
+        if self.error is None:
+            self.error, self.kind = error, kind
 
     def call(self, stage: str) -> bool:
+        caught: Optional[BaseException] = None
         try:
             getattr(self.task, stage)()
-        except TaskAborted:
-            self.aborted = True
-            return False
-        except SystemExit as exc:
-            if _exit_failed(exc):
-                self._fail(stage, exc)
-                return False
         except BaseException as exc:  # noqa: BLE001 - the task's failure is data, not our crash
-            self._fail(stage, exc)
-            return False
-        return True
+            caught = exc
+        if os.getpid() != self.send.owner:  # a process the task forked, returning here: not the task
+            _leave(caught)
+        if caught is None or (isinstance(caught, SystemExit) and not _exit_failed(caught)):
+            return True
+        if isinstance(caught, TaskAborted):
+            self.aborted = True
+        else:
+            self._fail(stage, caught)
+        return False
 
     def run(self) -> None:
         try:  # the task process was made with SIGTERM blocked: one sent during start-up arrives here
@@ -355,17 +287,20 @@ class Attempt:
         conn: Any,
         task: Task,
         info: TaskInfo,
-        shared: dict[str, Any],
+        shared: Any,
         memory_limit_mb: Optional[int] = None,
+        modules: tuple[ModuleType, ...] = (),
     ) -> None:
-        self.send = send = _Sender(conn)
+        self.send = send = Sender(conn)
         self.conn = conn
-        self.out = LineWriter(send, "stdout", Severity.INFO)
-        self.err = LineWriter(send, "stderr", Severity.ERROR)
+        self.out = LineWriter(send, "stdout", Severity.INFO, 1)
+        self.err = LineWriter(send, "stderr", Severity.ERROR, 2)
         self.shared = shared
         self.logger = TaskLogger(self._emit)
         self.life = _Lifecycle(task, send, info)
         self.life.memory_limit_mb = memory_limit_mb
+        self.modules = modules  # see app_modules
+        self.at_exit = _ExitHandlers()
 
     def _emit(self, severity: Severity, msg: str) -> None:
         self.send(
@@ -378,9 +313,12 @@ class Attempt:
             }
         )
 
-    def run(self, raw_fd: Optional[int], workdir: Optional[str], faulthandler_on: bool = False) -> None:
-        """In the task process: set it up, run the lifecycle, report. ``faulthandler_on``: the forking
-        process enabled it on file descriptor 2 already (which becomes the raw pipe here)."""
+    def run(self, raw_fd: Optional[int], workdir: Optional[str], faulthandler_on: bool = False) -> int:
+        """In the task process: set it up, run the lifecycle, end as a program does, report; return the exit
+        code. ``faulthandler_on``: the forking process enabled it on file descriptor 2 already (which
+        becomes the raw pipe here)."""
+        self.send.owner = os.getpid()
+        self.at_exit.install()  # handlers registered before the fork belong to the process that forked this one
         try:
             os.setpgid(0, 0)  # its own process group: an abort stops what the task started, too
         except OSError:
@@ -399,7 +337,7 @@ class Attempt:
         sys.stdout, sys.stderr = out, err
         task = life.task
         if isinstance(shared, SharedDict):  # the fork server's replica: from now on this process's own copy
-            shared._send = self.send
+            shared.send = self.send
         else:
             shared = SharedDict(shared, self.send)
         values = {
@@ -413,31 +351,58 @@ class Attempt:
         else:
             for k, v in values.items():
                 setattr(task, k, v)
-        if life.memory_limit_mb:
-            limit_memory(life.memory_limit_mb)
         try:
-            life.run()
+            if self._limit_memory():
+                life.run()
         except TaskAborted:
             life.aborted = True
-        finally:
-            _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
-            out.finish()
-            err.finish()
-            if life.error is None and not life.aborted:
-                self.send.pickled(_FINISHED_OK)
-            else:
-                self.send(
-                    {
-                        "event": "finished",
-                        "ok": False,
-                        "aborted": life.aborted,
-                        "error": life.error,
-                        "traceback": life.tb,
-                        "kind": life.kind,
-                        "exc_types": life.exc_types,
-                    }
-                )
-            self.conn.close()
+        except BaseException as exc:  # noqa: BLE001 - flowmancer's own code failed here: still one report
+            life.fail(f"the task process failed: {type(exc).__name__}: {_safe_str(exc)}")
+            life.tb = _format_exc(exc)
+        _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+        self._end_program()
+        return self._report()
+
+    def _limit_memory(self) -> bool:
+        mb = self.life.memory_limit_mb
+        if not mb:
+            return True
+        try:
+            limit_memory(mb)
+            return True
+        except (OSError, ValueError, OverflowError) as exc:
+            self.life.fail(f"memory_limit_mb: the limit of {mb} MB could not be applied: {exc}")
+            return False
+
+    def _end_program(self) -> None:
+        """What Python does before a program exits: flush what is buffered, call the ``atexit`` handlers."""
+        self.out.finish()
+        self.err.finish()
+        # Not sys.__stdout__/__stderr__: forked from a process with other threads (the scheduler's event loop,
+        # a host's logging), this copy of their buffer's lock may be held by a thread that no longer exists.
+        _flush_files([vars(m) for m in self.modules] + [getattr(self.life.task, "__dict__", {})])
+        self.at_exit.run()
+        self.out.finish()
+        self.err.finish()
+
+    def _report(self) -> int:
+        life = self.life
+        if life.error is None and not life.aborted:
+            self.send.pickled(_FINISHED_OK)
+        else:
+            self.send(
+                {
+                    "event": "finished",
+                    "ok": False,
+                    "aborted": life.aborted,
+                    "error": life.error,
+                    "traceback": life.tb,
+                    "kind": life.kind,
+                    "exc_types": life.exc_types,
+                }
+            )
+        self.conn.close()
+        return life.exit_code
 
 
 def child_main(
@@ -448,6 +413,6 @@ def child_main(
     snapshot: dict[str, Any],
     workdir: Optional[str],
     memory_limit_mb: Optional[int] = None,
-) -> None:
+) -> int:
     """Entry point of a task process made without a fork server (``multiprocessing.Process``, Dask)."""
-    Attempt(conn, task, info, snapshot, memory_limit_mb).run(raw_fd, workdir)
+    return Attempt(conn, task, info, snapshot, memory_limit_mb).run(raw_fd, workdir)

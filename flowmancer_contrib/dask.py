@@ -309,9 +309,9 @@ def run_attempt(
     raw_r, raw_w = os.pipe()
     workdir = rootdir if os.path.isdir(rootdir) else None
 
-    def target(*args: Any) -> None:
+    def target(*args: Any) -> int:
         _die_with_parent()
-        child_main(*args)
+        return child_main(*args)
 
     args = (child_conn, raw_w, task, info, snapshot, workdir, memory_limit_mb)
     proc = fork_child(target, args, (child_conn.fileno(), raw_w))

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -99,3 +103,28 @@ def recorder_project(fmtester):
 @pytest.fixture
 def timeline(fmtester) -> Timeline:
     return Timeline(fmtester.path / "events.txt")
+
+
+@pytest.fixture
+def launch(fmtester):
+    """``launch(*args)`` starts ``python -m flowmancer -j job.yaml *args`` in the project without waiting for
+    it; whatever is still running when the test ends is killed (SIGKILL: the runner's guardian kills its tasks)."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, jobdef: str = "job.yaml", env: Optional[dict[str, str]] = None) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowmancer", "-j", jobdef, *args],
+            cwd=fmtester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=20)

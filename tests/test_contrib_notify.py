@@ -72,7 +72,7 @@ def test_slack_from_yaml(project, server):
         )
     )
     result = project.run()
-    assert result.ret == 1
+    assert result.ret == 1, result.stderr
     bodies = [json.loads(b) for _, ct, b in rec.received]
     assert [b["text"] for b in bodies] == [
         "Flowmancer Job Notification: STARTING",

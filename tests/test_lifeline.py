@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -66,16 +64,6 @@ class LeaveBehind(Task):
             note(f"left {p.pid}")
 
 
-@task
-class Fds(Task):
-    def run(self):
-        kinds = {}
-        for fd in sorted(int(fd) for fd in os.listdir("/proc/self/fd")):
-            try:
-                kinds[fd] = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:  # the listing's own descriptor, closed by now
-                pass
-        note("fds " + " ".join(f"{fd}={what}" for fd, what in kinds.items()))
 """
 
 
@@ -116,17 +104,6 @@ def descendants(pid: int) -> set[int]:
     return out
 
 
-def start(project, *args, env=None):
-    return subprocess.Popen(
-        [sys.executable, "-m", "flowmancer", "-j", "job.yaml", *args],
-        cwd=project.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def wait_for(predicate, timeout=20.0, what="condition"):
     deadline = time.time() + timeout
     while not predicate():
@@ -145,7 +122,7 @@ def gone_within(pids: set[int], seconds: float) -> set[int]:
 
 
 @pytest.mark.parametrize("server", ["0", "1"])
-def test_sigkill_of_the_runner_alone_leaves_no_task_process(project, server):
+def test_sigkill_of_the_runner_alone_leaves_no_task_process(project, launch, server):
     """The OOM killer's case: only the runner's pid gets SIGKILL. Its task processes, what they started and
     the fork server are gone within 2 s, and ``-r`` then runs each unfinished task once, never twice at once."""
     project.make_jobdef(
@@ -153,7 +130,7 @@ def test_sigkill_of_the_runner_alone_leaves_no_task_process(project, server):
         "  a: {task: Work, parameters: {seconds: 2}}\n  b: {task: Work, parameters: {seconds: 2}}\n"
     )
     env = {"FLOWMANCER_FORK_SERVER": server}
-    proc = start(project, env=env)
+    proc = launch(env=env)
     wait_for(lambda: sum(n.startswith("start") for n in notes(project)) == 2, what="both tasks to start")
     below = descendants(proc.pid)
     task_pids = {int(n.split()[2]) for n in notes(project) if n.startswith(("start", "child"))}
@@ -175,9 +152,9 @@ def test_sigkill_of_the_runner_alone_leaves_no_task_process(project, server):
 
 
 @pytest.mark.parametrize("server", ["0", "1"])
-def test_sighup_aborts_like_sigterm(project, server):
+def test_sighup_aborts_like_sigterm(project, launch, server):
     project.make_jobdef("tasks:\n  a: {task: Work, parameters: {seconds: 30}}\n  b: {task: Work, dependencies: [a]}\n")
-    proc = start(project, env={"FLOWMANCER_FORK_SERVER": server})
+    proc = launch(env={"FLOWMANCER_FORK_SERVER": server})
     wait_for(lambda: any(n.startswith("start a") for n in notes(project)), what="task a to start")
     below = descendants(proc.pid)
     os.kill(proc.pid, signal.SIGHUP)
@@ -202,8 +179,29 @@ def test_what_a_task_leaves_in_its_group_is_killed_and_does_not_hold_the_run(pro
     assert left and gone_within(set(left), 2.0) == set()
 
 
+FDS = r"""
+import os
+from flowmancer.task import Task, task
+
+LOG = open("module-level.txt", "a")  # the module's own file: its task processes keep it
+
+
+@task
+class Fds(Task):
+    def run(self):
+        kinds = {}
+        for fd in sorted(int(fd) for fd in os.listdir("/proc/self/fd")):
+            try:
+                kinds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:  # the listing's own descriptor, closed by now
+                pass
+        with open("notes.txt", "a") as f:
+            f.write("fds " + " ".join(f"{fd}={what}" for fd, what in kinds.items()) + "\n")
+"""
+
+
 def test_a_task_process_holds_only_its_pipes_stdio_and_its_modules_files(project, spawn_path):
-    project.make_tasks("LOG = open('module-level.txt', 'a')\n", name="opener")
+    project.make_tasks(FDS, name="fdtasks")
     project.make_jobdef(
         "config: {name: fds}\ntasks:\n  a: {task: Fds}\n  b: {task: Fds}\n  c: {task: Work, parameters: {seconds: 0}}\n"
     )
@@ -220,11 +218,11 @@ def test_a_task_process_holds_only_its_pipes_stdio_and_its_modules_files(project
         assert [Path(f).name for f in files] == ["module-level.txt"], others  # no checkpoint, no lock, no socket
 
 
-def test_ctrl_c_while_starting_exits_130_without_a_traceback(project):
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(project, launch):
     """From the moment flowmancer's own code runs (it starts its fork server first thing) to the first task."""
     project.make_jobdef("tasks:\n  a: {task: Work, parameters: {seconds: 5, spawn_child: false}}\n  b: {task: Work}\n")
     for delay in (0.0, 0.03, 0.06, 0.1, 0.15, 0.25, 0.4):
-        proc = start(project)
+        proc = launch()
         wait_for(lambda: descendants(proc.pid), what="flowmancer's code to start (its fork server)")  # noqa: B023
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 from flowmancer.exitcode import ExitCode
@@ -47,16 +45,6 @@ def marks(project) -> list[str]:
     return p.read_text().splitlines() if p.exists() else []
 
 
-def start(project, *args, jobdef="job.yaml"):
-    return subprocess.Popen(
-        [sys.executable, "-m", "flowmancer", "-j", jobdef, *args],
-        cwd=project.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def wait_for(predicate, timeout=20.0):
     deadline = time.time() + timeout
     while not predicate():
@@ -64,10 +52,10 @@ def wait_for(predicate, timeout=20.0):
         time.sleep(0.02)
 
 
-def test_a_second_run_of_the_same_job_exits_at_once_naming_the_first(fmtester):
+def test_a_second_run_of_the_same_job_exits_at_once_naming_the_first(fmtester, launch):
     fmtester.make_tasks(TASKS)
     fmtester.make_jobdef("config: {name: nightly}\ntasks:\n  a: {task: Gate}\n")
-    first = start(fmtester)
+    first = launch()
     wait_for(lambda: "start a" in " ".join(marks(fmtester)))
     t0 = time.time()
     second = fmtester.run_subprocess()
@@ -83,7 +71,7 @@ def test_a_second_run_of_the_same_job_exits_at_once_naming_the_first(fmtester):
     assert fmtester.run_subprocess().ret == 0  # the lock went with the first run
 
 
-def test_two_restarts_at_once_rerun_the_failed_task_once(fmtester):
+def test_two_restarts_at_once_rerun_the_failed_task_once(fmtester, launch):
     fmtester.make_tasks(TASKS)
     fmtester.make_jobdef("tasks:\n  a: {task: Gate, parameters: {wait: false}}\n  b: {task: Gate}\n")
     (fmtester.path / "fail-b").touch()
@@ -92,7 +80,7 @@ def test_two_restarts_at_once_rerun_the_failed_task_once(fmtester):
     (fmtester.path / "fail-b").unlink()
     (fmtester.path / "open-b").unlink()
     (fmtester.path / "marks.txt").unlink()
-    runs = [start(fmtester, "-r") for _ in range(2)]
+    runs = [launch("-r") for _ in range(2)]
     wait_for(lambda: "start b" in " ".join(marks(fmtester)))
     time.sleep(1.0)  # the loser has long since given up
     (fmtester.path / "open-b").touch()
@@ -101,10 +89,10 @@ def test_two_restarts_at_once_rerun_the_failed_task_once(fmtester):
     assert [m.split()[:2] for m in marks(fmtester) if m.startswith("start")] == [["start", "b"]]
 
 
-def test_the_lock_of_a_killed_run_never_blocks_the_next(fmtester):
+def test_the_lock_of_a_killed_run_never_blocks_the_next(fmtester, launch):
     fmtester.make_tasks(TASKS)
     fmtester.make_jobdef("tasks:\n  a: {task: Gate}\n")
-    proc = start(fmtester)
+    proc = launch()
     wait_for(lambda: "start a" in " ".join(marks(fmtester)))
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
@@ -185,7 +173,7 @@ def test_an_unnamed_jobs_old_shared_checkpoint_is_pointed_at(fmtester):
     assert "set `config: {name: flowmancer}` once to resume it" in result.stdout
 
 
-def test_retention_never_removes_the_folder_of_a_live_run(fmtester):
+def test_retention_never_removes_the_folder_of_a_live_run(fmtester, launch):
     """Two jobs share a log folder; the second, with retention_days 0, starts while the first runs."""
     fmtester.make_tasks(TASKS)
     logger = "loggers:\n  files: {logger: FileLogger, parameters: {base_log_dir: ./logs, retention_days: 0}}\n"
@@ -193,7 +181,7 @@ def test_retention_never_removes_the_folder_of_a_live_run(fmtester):
     fmtester.make_jobdef(
         f"config: {{name: two}}\n{logger}tasks:\n  b: {{task: Gate, parameters: {{wait: false}}}}\n", name="two.yaml"
     )
-    first = start(fmtester, jobdef="one.yaml")
+    first = launch(jobdef="one.yaml")
     wait_for(lambda: "start a" in " ".join(marks(fmtester)))
     (first_dir,) = list((fmtester.path / "logs").iterdir())
     time.sleep(1.1)
