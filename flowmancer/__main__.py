@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -18,9 +19,17 @@ def main() -> None:
         from .cli import console_main
 
         console_main()
-    except KeyboardInterrupt:  # Ctrl-C while Python imports flowmancer: a message, not a traceback
+    except KeyboardInterrupt:  # Ctrl-C outside the scheduler (which handles it itself): a message, no traceback
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        # Not sys.exit(130): once a KeyboardInterrupt has passed through code compiled by exec() (a dataclass
+        # being made while a module imports, say), CPython marks it unhandled and, at exit, kills itself with
+        # SIGINT whatever the exit code. Nothing of a run is left to finalize here.
+        os._exit(130)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import stdio
 from .config import Config, find_rootdir, read_settings
 from .errors import FlowmancerError, UsageError
 from .exitcode import ExitCode
@@ -169,17 +170,21 @@ def run(
     extra_vars: Optional[dict[str, str]] = None,
     raise_errors: bool = False,
     plugins: Sequence[object] = (),
+    raise_interrupt: bool = False,
 ) -> tuple[int, Optional[Config]]:
-    """Run one job from command-line arguments; return (exit code, config)."""
+    """Run one job from command-line arguments; return (exit code, config). A Ctrl-C outside the scheduler
+    (which turns it into an orderly abort) returns 130, or raises ``KeyboardInterrupt`` with ``raise_interrupt``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    saved = stdio.guard()  # a reader that goes away (| head) or a closed terminal never ends the run
     try:
-        return _run(argv, prog, default_root, default_jobdef, extra_vars, raise_errors, plugins)
+        return _run(argv, prog, default_root, default_jobdef, extra_vars, raise_errors, plugins, raise_interrupt)
     finally:
         from .spawn import take_early_server
 
         early = take_early_server()  # started with the process and not used (no job ran, or Dask did)
         if early is not None:
             early.close()
+        stdio.restore(saved)
 
 
 def _run(
@@ -190,6 +195,7 @@ def _run(
     extra_vars: Optional[dict[str, str]],
     raise_errors: bool,
     plugins: Sequence[object],
+    raise_interrupt: bool = False,
 ) -> tuple[int, Optional[Config]]:
     config: Optional[Config] = None
     try:
@@ -202,6 +208,8 @@ def _run(
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0), None
     except KeyboardInterrupt:  # Ctrl-C while starting: nothing ran
+        if raise_interrupt:
+            raise
         print("interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED), None
     except Exception:
@@ -224,6 +232,8 @@ def _run(
         print(f"ERROR: {exc}", file=sys.stderr)
         return int(exc.exit_code), config
     except KeyboardInterrupt:
+        if raise_interrupt:
+            raise
         print("interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED), config
     except Exception:
@@ -242,7 +252,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def console_main() -> None:
-    code = main()
+    """The ``flowmancer`` command (a Ctrl-C outside the scheduler reaches ``__main__``)."""
+    code = run(raise_interrupt=True)[0]
     # This process ends now, and the interpreter's last full collections would re-scan every object the
     # run left behind (~35 ms after a small job, more than the job's own work). Frozen, they are skipped.
     # atexit handlers and module teardown still run, so a file a plugin left open is flushed and closed

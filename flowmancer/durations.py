@@ -6,6 +6,7 @@ import argparse
 
 from .job import Job
 from .markers import hookimpl
+from .stdio import printable
 
 
 @hookimpl
@@ -28,4 +29,4 @@ def flowmancer_terminal_summary(job: Job, write: object) -> None:
     assert callable(write)
     write(f"slowest {len(shown)} task{'s' if len(shown) != 1 else ''}:")
     for total, name, attempts, state in shown:
-        write(f"  {total:8.2f}s  {name}  ({attempts} attempt{'s' if attempts != 1 else ''}, {state})")
+        write(f"  {total:8.2f}s  {printable(name)}  ({attempts} attempt{'s' if attempts != 1 else ''}, {state})")

@@ -37,11 +37,14 @@ class Problem:
     hint: str = ""
 
     def render(self) -> str:
+        """One problem as printed; what came from the YAML (names, keys) cannot act on the terminal."""
+        from .stdio import printable
+
         head = f"{self.location}: " if self.location else ""
-        where = f"{self.where}: " if self.where else ""
-        text = f"{head}{where}{self.message}"
+        where = f"{printable(self.where)}: " if self.where else ""
+        text = f"{head}{where}{printable(self.message)}"
         if self.hint:
-            text += f"\n    hint: {self.hint}"
+            text += f"\n    hint: {printable(self.hint)}"
         return text
 
 

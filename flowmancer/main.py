@@ -43,6 +43,11 @@ def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
     return job
 
 
+@hookimpl
+def flowmancer_report_header(config: Config, job: Job) -> list[str]:
+    return [f"note: included from outside the app root: {where}" for where in job.jobdef.outside_root]
+
+
 def exit_code_for(job: Job) -> ExitCode:
     if job.interrupted is not None:
         return ExitCode.for_signal(job.interrupted)

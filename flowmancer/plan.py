@@ -15,6 +15,7 @@ from .config import Config
 from .events import ExecutionState
 from .job import Job, TaskRun
 from .markers import hookimpl
+from .stdio import printable
 
 S = ExecutionState
 # fill colours for --graph by state (a restored checkpoint state when -r is given)
@@ -70,20 +71,21 @@ def dry_run(job: Job) -> list[str]:
         will, why = reason(job, t)
         runs += will
         attempts = f", up to {t.max_attempts} attempts" if t.max_attempts > 1 else ""
-        lines.append(f"{i:>4}. {'run ' if will else 'skip'}  {t.name} ({t.class_name}{attempts}): {why}")
+        lines.append(f"{i:>4}. {'run ' if will else 'skip'}  {printable(t.name)} ({t.class_name}{attempts}): {why}")
     lines.append(f"{runs} would run, {len(job) - runs} would not; nothing was run (--dry-run)")
     return lines
 
 
 def listing(job: Job) -> list[str]:
-    width = max(len(t.name) for t in job)
+    names = {t.name: printable(t.name) for t in job}
+    width = max(len(n) for n in names.values())
     cwidth = max(len(t.class_name) for t in job)
-    dwidth = max(len(", ".join(t.dependencies) or "-") for t in job)
+    deps = {t.name: ", ".join(names[d] for d in t.dependencies) or "-" for t in job}
+    dwidth = max(len(d) for d in deps.values())
     lines = []
     for t in job:
-        deps = ", ".join(t.dependencies) or "-"
-        tags = " ".join(f"#{tag}" for tag in t.tags)
-        lines.append(f"{t.name:<{width}}  {t.class_name:<{cwidth}}  {deps:<{dwidth}}  {tags}".rstrip())
+        tags = " ".join(f"#{printable(tag)}" for tag in t.tags)
+        lines.append(f"{names[t.name]:<{width}}  {t.class_name:<{cwidth}}  {deps[t.name]:<{dwidth}}  {tags}".rstrip())
     return lines
 
 
@@ -99,7 +101,7 @@ def graph(job: Job, fmt: str) -> list[str]:
         ids = {t.name: f"t{i}" for i, t in enumerate(job)}
         lines = ["flowchart TD"]
         for t in job:
-            lines.append(f'    {ids[t.name]}["{t.name}<br/><small>{t.class_name}</small>"]')
+            lines.append(f'    {ids[t.name]}["{printable(t.name)}<br/><small>{t.class_name}</small>"]')
         for t in job:
             for d in t.dependencies:
                 lines.append(f"    {ids[d]} --> {ids[t.name]}")
@@ -112,10 +114,11 @@ def graph(job: Job, fmt: str) -> list[str]:
     for t in job:
         state = _state_for_graph(job, t)
         fill = f', style="rounded,filled", fillcolor="{_FILL[state]}"' if state in _FILL else ""
-        lines.append(f'    {json.dumps(t.name)} [label="{t.name}\\n{t.class_name}"{fill}];')
+        label = json.dumps(f"{t.name}\n{t.class_name}", ensure_ascii=False)  # escapes quotes and control characters
+        lines.append(f"    {json.dumps(t.name, ensure_ascii=False)} [label={label}{fill}];")
     for t in job:
         for d in t.dependencies:
-            lines.append(f"    {json.dumps(d)} -> {json.dumps(t.name)};")
+            lines.append(f"    {json.dumps(d, ensure_ascii=False)} -> {json.dumps(t.name, ensure_ascii=False)};")
     lines.append("}")
     return lines
 

@@ -11,6 +11,7 @@ import time
 from typing import IO, TYPE_CHECKING, Callable, Optional
 
 from .events import ExecutionState
+from .stdio import printable
 
 if TYPE_CHECKING:
     from .job import Job
@@ -55,7 +56,7 @@ class LiveStatus:
         running = sorted(job.running.values(), key=lambda t: t.stash.get("start", now))
         for t in running[:MAX_SHOWN]:
             elapsed = now - t.stash.get("start", now)
-            out.append(f"  ▸ {t.name}  attempt {t.attempt}/{t.max_attempts}  {elapsed:.1f}s")
+            out.append(f"  ▸ {printable(t.name)}  attempt {t.attempt}/{t.max_attempts}  {elapsed:.1f}s")
         if len(running) > MAX_SHOWN:
             out.append(f"  … and {len(running) - MAX_SHOWN} more running")
         return out

@@ -8,18 +8,25 @@ subclasses) or the words ``timeout`` and ``crash``.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Optional
 
 from .events import TaskResult
 from .job import Job, TaskRun
+from .jobdef import MAX_SECONDS
 from .markers import hookimpl
+
+#: no wait between attempts is longer than this (a large backoff_factor grows past any number)
+MAX_DELAY = MAX_SECONDS
 
 
 def retry_delay(attempt: int, backoff: float, factor: float, cap: Optional[float], jitter: float) -> float:
-    delay = backoff * factor ** (attempt - 1)
-    if cap is not None:
-        delay = min(delay, cap)
+    try:
+        delay = backoff * factor ** (attempt - 1)
+    except OverflowError:
+        delay = math.inf
+    delay = min(delay, MAX_DELAY if cap is None else cap)
     if jitter:
         delay *= 1 + random.uniform(-jitter, jitter)
     return max(0.0, delay)

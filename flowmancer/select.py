@@ -14,6 +14,7 @@ from .events import ExecutionState, TaskResult
 from .expression import Expression
 from .job import Job, TaskRun
 from .markers import hookimpl
+from .stdio import printable
 
 DESELECTED = "select.deselected"
 
@@ -108,5 +109,6 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
 def flowmancer_terminal_summary(job: Job, write: Callable[[str], None]) -> None:
     names = job.stash.get(DESELECTED)
     if names:
-        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+        shown = ", ".join(printable(n) for n in names[:10]) + more
         write(f"{len(names)} deselected: {shown}")

@@ -17,6 +17,7 @@ from .events import ExecutionState, LogRecord, TaskResult
 from .job import Job, TaskRun
 from .markers import hookimpl
 from .progress import LiveStatus
+from .stdio import printable
 
 S = ExecutionState
 TAIL_LINES = 15
@@ -28,6 +29,14 @@ _COLOURS = {
     S.SKIPPED: "CYAN",
 }
 _ORDER = (S.COMPLETED, S.FAILED, S.DEFAULTED, S.ABORTED, S.SKIPPED)
+
+
+def _can_encode(stream: IO[str], text: str) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
 
 
 def use_colour(choice: str, stream: IO[str]) -> bool:
@@ -63,6 +72,7 @@ class TerminalReporter:
             self._style = colorama.Style
         self.tails: dict[str, deque[str]] = {}
         self.width = 8
+        self.dot = "·" if _can_encode(self.stream, "·─▸…") else "-"  # an ASCII-only terminal gets ASCII
         live = getattr(opt, "progress", "auto")
         tty = self.stream.isatty()
         enabled = live == "yes" or (live == "auto" and tty and self.colour and self.verbosity >= 0)
@@ -99,10 +109,11 @@ class TerminalReporter:
             return
         from . import __version__
 
-        restored = "" if not job.restart else " · resumed from checkpoint"
+        dot = self.dot
+        restored = "" if not job.restart else f" {dot} resumed from checkpoint"
         self.line(
             self.paint(
-                f"flowmancer {__version__} · job '{job.name}' · {len(job)} task"
+                f"flowmancer {__version__} {dot} job '{printable(job.name)}' {dot} {len(job)} task"
                 f"{'s' if len(job) != 1 else ''}{restored}",
                 bold=True,
             )
@@ -110,7 +121,7 @@ class TerminalReporter:
         self.line(f"root: {self.config.rootdir}")
         for lines in self.config.hook.flowmancer_report_header(config=self.config, job=job):
             for ln in lines or ():
-                self.line(ln)
+                self.line(printable(ln))
 
     @hookimpl
     def flowmancer_runjob_idle(self, job: Job) -> Optional[float]:
@@ -127,7 +138,7 @@ class TerminalReporter:
         self.tails.pop(task.name, None)  # the summary shows the last attempt only
         if self.verbosity > 0:
             att = f" (attempt {task.attempt}/{task.max_attempts})" if task.max_attempts > 1 else ""
-            self.line(self.paint(f"  started    {task.name}{att}", "BLUE"))
+            self.line(self.paint(f"  started    {printable(task.name)}{att}", "BLUE"))
 
     @hookimpl
     def flowmancer_task_log(self, job: Job, task: TaskRun, record: LogRecord) -> None:
@@ -136,9 +147,9 @@ class TerminalReporter:
             tail = self.tails[task.name] = deque(maxlen=TAIL_LINES)
         tail.append(record.message)
         if self.show_output:
-            prefix = self.paint(f"[{task.name}]", "BLUE")
+            prefix = self.paint(f"[{printable(task.name)}]", "BLUE")
             for ln in record.message.split("\n"):
-                self.line(f"{prefix} {ln}")
+                self.line(f"{prefix} {printable(ln)}")
 
     @hookimpl
     def flowmancer_task_finish(self, job: Job, task: TaskRun, result: TaskResult) -> None:
@@ -149,7 +160,7 @@ class TerminalReporter:
         state = result.state.value
         extra = ""
         if result.state is S.DEFAULTED or result.state is S.SKIPPED:
-            extra = result.error or ""
+            extra = printable(result.error or "")
         else:
             extra = fmt_duration(result.duration)
             if task.max_attempts > 1:
@@ -157,9 +168,9 @@ class TerminalReporter:
             if result.will_retry:
                 extra += f", retrying in {result.retry_delay or 0:.3g}s"
             if result.error and result.state is not S.COMPLETED and self.verbosity >= 0:
-                extra += f"  {result.error}"
+                extra += f"  {printable(result.error)}"
         colour = _COLOURS.get(result.state) if not result.will_retry else "YELLOW"
-        self.line(f"  {self.paint(f'{state:<10}', colour)} {task.name:<{self.width}}  {extra}".rstrip())
+        self.line(f"  {self.paint(f'{state:<10}', colour)} {printable(task.name):<{self.width}}  {extra}".rstrip())
 
     @hookimpl
     def flowmancer_job_finish(self, job: Job, exitcode: int) -> None:
@@ -171,11 +182,12 @@ class TerminalReporter:
             self.rule("FAILURES", "=", "RED")
             for t in failed:
                 r = t.result
-                self.rule(f"{t.name} ({t.class_name}) attempt {t.attempt}/{t.max_attempts}", "_", "RED", bold=True)
+                title = f"{printable(t.name)} ({t.class_name}) attempt {t.attempt}/{t.max_attempts}"
+                self.rule(title, "_", "RED", bold=True)
                 for ln in self.tails.get(t.name, ()):
-                    self.line(ln)
+                    self.line(printable(ln))
                 if r and r.error:
-                    self.line(self.paint(f"E   {r.error}", "RED", bold=True))
+                    self.line(self.paint(f"E   {printable(r.error)}", "RED", bold=True))
         self.config.hook.flowmancer_terminal_summary(job=job, write=self.line)
         counts = [(s, job.count(s)) for s in _ORDER]
         parts = [self.paint(f"{n} {s.value.lower()}", _COLOURS[s]) for s, n in counts if n]

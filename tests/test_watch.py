@@ -115,6 +115,15 @@ def test_change_during_a_run_cancels_it_cleanly(project):
         assert w.stop(signal.SIGTERM) == 143
 
 
+def test_sighup_stops_watching_with_129(project):
+    w = Watcher(project.path, "-j", "job.yaml")
+    try:
+        w.wait_for(lambda t: "=== 1 completed" in t)
+    finally:
+        code = w.stop(signal.SIGHUP)
+    assert code == 129 and "watch stopped" in w.text and "Traceback" not in w.text
+
+
 GATE = """
 import os
 from flowmancer.task import Task, task
