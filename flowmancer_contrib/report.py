@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import html
 import json
+import os
 from collections import deque
 from pathlib import Path
 from typing import Any, Optional
@@ -221,11 +222,29 @@ def render_html(data: dict[str, Any]) -> str:
     )
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``path`` as 0640 (it holds task output, like the logs), whatever the umask or a previous file's
+    mode: a new file beside it, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o640)
+    try:
+        os.fchmod(fd, 0o640)  # the umask may have taken bits away; never adds them
+        with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as f:
+            f.write(text)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def write_reports(data: dict[str, Any], html_path: Optional[Path], json_path: Optional[Path]) -> None:
     if html_path is not None:
-        html_path.write_text(render_html(data), encoding="utf-8")
+        write_private(html_path, render_html(data))
     if json_path is not None:
-        json_path.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+        write_private(json_path, json.dumps(data, indent=1, default=str))
 
 
 # -- the report: a YAML extension that is also a plugin ------------------------------------------------

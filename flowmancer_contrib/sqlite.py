@@ -24,7 +24,7 @@ from typing import Any, Optional
 from pydantic import PrivateAttr
 
 from flowmancer.checkpointer import CheckpointContents, Checkpointer, NoCheckpointAvailableError, checkpointer
-from flowmancer.checkpointer.codec import decode, encode
+from flowmancer.checkpointer.codec import decode, encode, encode_value
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS flowmancer_checkpoint (
@@ -57,7 +57,7 @@ class SQLiteCheckpointer(Checkpointer):
 
     def write_checkpoint(self, name: str, content: CheckpointContents) -> None:
         states = json.dumps({s: sorted(names) for s, names in content.states.items()})
-        shared = json.dumps([[encode(k), encode(v)] for k, v in content.shared_dict.items()])
+        shared = json.dumps([[encode(k), encode_value(v)] for k, v in content.shared_dict.items()])
         now = time.time()
         with self._connect() as conn:
             if self._row is None:

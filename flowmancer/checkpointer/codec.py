@@ -60,10 +60,47 @@ def encode(v: Any) -> Any:
         return encode(v.value)
     dump = getattr(v, "model_dump", None)
     if callable(dump):
+        if _holds_secret(dump()):  # its JSON form masks the secret: it would come back as "**********"
+            return {TAG: "unrestorable", "type": f"{type(v).__qualname__}, which holds a secret", "v": ""}
         return encode(dump(mode="json"))
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
         return encode(dataclasses.asdict(v))
+    if _holds_secret(v):
+        return {TAG: "unrestorable", "type": f"{type(v).__qualname__}, a secret", "v": ""}
     return {TAG: "unrestorable", "type": type(v).__qualname__, "v": repr(v)[:200]}
+
+
+def encode_value(v: Any) -> Any:
+    """A ``shared_dict`` value as stored: all of it restorable, or marked unrestorable as a whole, so a value
+    that held a secret (or anything else that cannot be stored) never comes back without it."""
+    out = encode(v)
+    lost = _lossy(out)
+    if lost and not (isinstance(out, dict) and out.get(TAG) == "unrestorable"):
+        return {TAG: "unrestorable", "type": f"{type(v).__qualname__} holding {lost}", "v": ""}
+    return out
+
+
+def _lossy(encoded: Any) -> str:
+    """What in ``encoded`` could not be stored ('' if nothing)."""
+    if isinstance(encoded, list):
+        return next((x for x in map(_lossy, encoded) if x), "")
+    if isinstance(encoded, dict):
+        if encoded.get(TAG) == "unrestorable":
+            return str(encoded.get("type") or "a value")
+        return next((x for x in map(_lossy, encoded.values()) if x), "")
+    return ""
+
+
+def _holds_secret(v: Any) -> bool:
+    from pydantic import SecretBytes, SecretStr
+
+    if isinstance(v, (SecretStr, SecretBytes)):
+        return True
+    if isinstance(v, dict):
+        return any(_holds_secret(x) for x in v.values())
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return any(_holds_secret(x) for x in v)
+    return False
 
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {

@@ -23,7 +23,7 @@ from ..errors import CheckpointError
 from ..events import ExecutionState
 from ..filenames import file_name
 from .checkpointer import CheckpointContents, Checkpointer, NoCheckpointAvailableError, checkpointer
-from .codec import decode, encode
+from .codec import decode, encode, encode_value
 
 FORMAT = 1
 MAX_BYTES = 1 << 30  # far beyond what a job writes; a bound for a file that is not a checkpoint
@@ -121,7 +121,8 @@ class FileCheckpointer(Checkpointer):
         self.prepare()
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
         header = _dump({"flowmancer_checkpoint": FORMAT, "name": name})
-        snap = _dump({"snapshot": {"states": states, "shared": [[encode(k), encode(v)] for k, v in shared.items()]}})
+        pairs = [[encode(k), encode_value(v)] for k, v in shared.items()]
+        snap = _dump({"snapshot": {"states": states, "shared": pairs}})
         try:
             try:
                 os.unlink(tmp)  # left by a killed run with our pid; unlink never follows a link
@@ -171,7 +172,7 @@ class FileCheckpointer(Checkpointer):
         self._append({"t": task, "s": state})
 
     def record_shared(self, key: Any, value: Any, deleted: bool = False) -> None:
-        self._append({"k": encode(key), "d": True} if deleted else {"k": encode(key), "v": encode(value)})
+        self._append({"k": encode(key), "d": True} if deleted else {"k": encode(key), "v": encode_value(value)})
 
     def needs_compaction(self) -> bool:
         journal = self._journal
