@@ -14,7 +14,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
 
-from .lifeline import Guardian, close_inherited, kill_group
+from .lifeline import Guardian, close_inherited, frozen_fork, kill_group
 from .markers import hookimpl
 from .pipes import ConnectionReader, PipeReader, PipeWriter
 from .worker import Attempt, app_modules, child_main
@@ -108,8 +108,9 @@ def fork_child(
     target: Any, args: tuple[Any, ...], keep: tuple[int, ...] = (), on_reap: Optional[Callable[[int], None]] = None
 ) -> ForkedChild:
     """Run ``target(*args)`` in a forked child that exits with what it returns (an int; else 0), or 1 if it
-    raised. The child keeps only stdio and the descriptors in ``keep`` (see ``lifeline.close_inherited``)."""
-    pid = os.fork()
+    raised. The child keeps only stdio and the descriptors in ``keep`` (see ``lifeline.close_inherited``) and
+    never collects the garbage it inherited (see ``lifeline.frozen_fork``)."""
+    pid = frozen_fork()
     if pid == 0:  # the child: never returns into the caller's code
         code = 1
         try:

@@ -15,11 +15,12 @@ of runs; ``read_checkpoint`` returns the newest uncleared row for the job name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 from collections import defaultdict
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from pydantic import PrivateAttr
 
@@ -45,15 +46,22 @@ class SQLiteCheckpointer(Checkpointer):
 
     _row: Optional[int] = PrivateAttr(default=None)
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection, in a transaction, closed at the end: an unclosed one is freed only by the cyclic
+        garbage collector, at any time, in any thread, or in a process forked meanwhile."""
         path = self.resolve_path(self.database)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         new = not path.exists()
         conn = sqlite3.connect(path, timeout=30)
-        if new:
-            path.chmod(0o600)
-        conn.execute(SCHEMA)
-        return conn
+        try:
+            if new:
+                path.chmod(0o600)
+            with conn:
+                conn.execute(SCHEMA)
+                yield conn
+        finally:
+            conn.close()
 
     def write_checkpoint(self, name: str, content: CheckpointContents) -> None:
         states = json.dumps({s: sorted(names) for s, names in content.states.items()})
