@@ -24,7 +24,7 @@ from .checkpointer.lock import RunLock
 from .config import Config
 from .errors import CheckpointError
 from .events import ExecutionState, TaskResult
-from .filenames import file_name
+from .files import file_name
 from .job import Job, TaskRun
 from .markers import hookimpl
 

@@ -37,7 +37,7 @@ import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
-from .lifeline import close_inherited, kill_and_wait, kill_group, open_fds
+from .lifeline import close_inherited, kill_and_wait, kill_group, open_fds, opened_since
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -400,7 +400,7 @@ def serve(fd: int) -> None:
             loaded[name] = getattr(import_module(name), "__file__", None)
         except BaseException:  # noqa: BLE001 - the scheduler forks that module's tasks itself
             pass
-    module_fds = tuple(open_fds() - before)  # files the task modules opened: their task processes keep them
+    module_fds = opened_since(before)  # files the task modules opened: their task processes keep them
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

@@ -11,7 +11,7 @@ from .errors import UsageError
 from .exitcode import ExitCode
 from .job import Job, build_job
 from .jobdef import ConfigSchema, load_jobdef
-from .lifeline import open_fds
+from .lifeline import open_fds, opened_since
 from .markers import hookimpl
 from .registry import Registry
 
@@ -35,7 +35,7 @@ def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
     before = open_fds()
     problems += collect_directories(config.rootdir, cfg.extension_directories)
     problems += collect_packages(cfg.extension_packages)
-    module_fds = tuple(sorted(open_fds() - before))  # files the user's modules opened: their task processes keep them
+    module_fds = opened_since(before)  # files the user's modules opened: their task processes keep them
     for found in config.hook.flowmancer_jobdef_loaded(config=config, jobdef=loaded):
         problems += found or []
     job = build_job(config, loaded, Registry("task"), problems)

@@ -330,7 +330,9 @@ class Attempt:
             os.dup2(raw_fd, 2)
             os.close(raw_fd)
             if not faulthandler_on:
-                faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # a segfault's stack goes to the log
+                # Descriptor 2 itself, not sys.__stderr__: enable() flushes a file object, and after a fork from a
+                # process with other threads that object's lock may be held by a thread this process lacks.
+                faulthandler.enable(file=2, all_threads=False)  # a segfault's stack goes to the log
         if workdir:
             os.chdir(workdir)
         out, err, life, shared = self.out, self.err, self.life, self.shared

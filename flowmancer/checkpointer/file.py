@@ -15,13 +15,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from ..errors import CheckpointError
 from ..events import ExecutionState
-from ..filenames import file_name
+from ..files import NotRegular, file_name, read_regular
 from .checkpointer import CheckpointContents, Checkpointer, NoCheckpointAvailableError, checkpointer
 from .codec import decode, encode, encode_value
 
@@ -194,37 +193,16 @@ def _write_all(fd: int, data: bytes) -> None:
 # -- reading --------------------------------------------------------------------------------------------
 
 
-def _kind(mode: int) -> str:
-    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return what
-    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
-
-
 def _read_bytes(path: Path) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
+        return read_regular(path, MAX_BYTES, follow=False)
     except FileNotFoundError:
         raise NoCheckpointAvailableError(f"no checkpoint at {path}") from None
+    except NotRegular as exc:
+        raise CheckpointError(f"the checkpoint {exc}", f"remove it; {START_OVER}") from None
     except OSError as exc:
         what = "it is a symbolic link, which a checkpoint never is" if exc.errno == errno.ELOOP else exc.strerror
         raise CheckpointError(f"cannot read the checkpoint {path}: {what}", START_OVER) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CheckpointError(f"the checkpoint {path} is {_kind(st.st_mode)}", f"remove it; {START_OVER}")
-        if st.st_size > MAX_BYTES:
-            raise CheckpointError(f"the checkpoint {path} is too large to be one ({st.st_size} bytes)", START_OVER)
-        chunks: list[bytes] = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    except OSError as exc:
-        raise CheckpointError(f"cannot read the checkpoint {path}: {exc.strerror}", START_OVER) from None
-    finally:
-        os.close(fd)
 
 
 def read_journal(path: Path, name: str) -> CheckpointContents:

@@ -13,7 +13,7 @@ from typing import ClassVar, Optional
 from pydantic import PrivateAttr
 
 from ..eventbus.log import LogEndEvent, LogStartEvent, LogWriteEvent, SerializableLogEvent
-from ..filenames import file_name
+from ..files import file_name
 from .logger import Logger, logger
 
 RUN_DIR_FORMAT = "%Y-%m-%dT%H-%M-%S.%f"
@@ -65,7 +65,7 @@ class FileLogger(Logger):
     """Writes ``<base_log_dir>/<run start time>/<task name>.log``; each line is
     ``[ISO timestamp] SEVERITY - message``. Runs older than ``retention_days`` are removed when a run
     starts (a negative value keeps them forever), never the folder of a run still going. Task names that
-    are not plain file names get a distinct, shortened file name (``filenames.file_name``)."""
+    are not plain file names get a distinct, shortened file name (``files.file_name``)."""
 
     _fm_inline: ClassVar[bool] = True  # local file writes only: runs on the scheduler thread (see components)
     base_log_dir: str = "./logs"
