@@ -37,11 +37,9 @@ import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
-from .lifeline import close_inherited, kill_and_wait, kill_group, open_fds, opened_since
+from .lifeline import close_ranges, closing_ranges, kill_and_wait, kill_group, open_fds, opened_since
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     from .taskio import SharedDict
     from .worker import Attempt
 
@@ -414,9 +412,9 @@ def serve(fd: int) -> None:
     sel.register(wake_r, selectors.EVENT_READ)
     shared = SharedDict({}, None)  # the replica of job.shared_dict (changed through .data: see SharedDict)
     children: set[int] = set()
-    modules: dict[Optional[str], tuple[ModuleType, ...]] = {}  # app root -> its modules (worker.app_modules)
+    files: dict[Optional[str], tuple[Any, ...]] = {}  # app root -> its modules' files (worker.module_files)
     try:
-        while _serve_once(chan, sel, wake_r, shared, module_fds, children, modules):
+        while _serve_once(chan, sel, wake_r, shared, module_fds, children, files):
             pass
     except _SchedulerGone:
         pass
@@ -430,7 +428,7 @@ def _serve_once(
     shared: SharedDict,
     module_fds: tuple[int, ...],
     children: set[int],
-    modules: dict[Optional[str], tuple[ModuleType, ...]],
+    files: dict[Optional[str], tuple[Any, ...]],
 ) -> bool:
     """Handle one wake-up: requests from the scheduler, children that ended. ``False`` once it is gone."""
     sock = chan.sock
@@ -460,7 +458,7 @@ def _serve_once(
                 for k in deleted:
                     shared.data.pop(k, None)
                 continue
-            batch.append(_Request(rec, chan.fds.popleft(), chan.fds.popleft(), shared, modules))
+            batch.append(_Request(rec, chan.fds.popleft(), chan.fds.popleft(), shared, files))
         _fork(sock, batch, module_fds, children)
     _reap(sock, children)
     return True
@@ -528,10 +526,10 @@ class _Request:
         event_w: int,
         raw_w: int,
         shared: SharedDict,
-        modules: dict[Optional[str], tuple[ModuleType, ...]],
+        files: dict[Optional[str], tuple[Any, ...]],
     ) -> None:
         from .pipes import PipeWriter
-        from .worker import Attempt, app_modules
+        from .worker import Attempt, module_files
 
         (self.req,) = _ID.unpack_from(rec, 1)
         self.fds = (event_w, raw_w)
@@ -539,10 +537,10 @@ class _Request:
         self.workdir: Optional[str] = None
         try:
             instance, info, self.workdir, memory_limit_mb = pickle.loads(rec[1 + _ID.size :])
-            if self.workdir not in modules:
-                modules[self.workdir] = app_modules(self.workdir) if self.workdir else ()
-            mods = modules[self.workdir]
-            self.attempt = Attempt(PipeWriter(event_w), instance, info, shared, memory_limit_mb, mods)
+            if self.workdir not in files:
+                files[self.workdir] = module_files(self.workdir) if self.workdir else ()
+            held = files[self.workdir]
+            self.attempt = Attempt(PipeWriter(event_w), instance, info, shared, memory_limit_mb, held)
         except BaseException:  # noqa: BLE001 - the child exits without a result: the scheduler reports a crash
             pass
 
@@ -559,10 +557,11 @@ def _fork(sock: socket.socket, batch: list[_Request], module_fds: tuple[int, ...
     pids: list[int] = []
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # see spawn.block_sigterm
     try:
-        for r in batch:
+        keep = [closing_ranges(r.fds + module_fds) for r in batch]  # made now: a child allocates nothing for it
+        for r, ranges in zip(batch, keep):
             pid = os.fork()
             if pid == 0:
-                _child(r.attempt, r.fds[1], r.workdir, r.fds + module_fds)
+                _child(r.attempt, r.fds[1], r.workdir, ranges)
             pids.append(pid)
             children.add(pid)
     finally:
@@ -603,12 +602,12 @@ def _reap(sock: socket.socket, children: set[int]) -> None:
         _reply(sock, b"X" + _EXITED.pack(pid, os.waitstatus_to_exitcode(status)))
 
 
-def _child(attempt: Optional[Attempt], raw_w: int, workdir: Optional[str], keep: tuple[int, ...]) -> None:
+def _child(attempt: Optional[Attempt], raw_w: int, workdir: Optional[str], ranges: tuple[tuple[int, int], ...]) -> None:
     code = 1
     try:
         _signal.set_wakeup_fd(-1)
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the task's own subprocesses need the default
-        close_inherited(keep)
+        close_ranges(ranges)
         if attempt is not None:
             code = attempt.run(raw_w, workdir, faulthandler_on=True)
     finally:

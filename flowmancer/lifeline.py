@@ -4,7 +4,7 @@ A task process runs in its own process group, so stopping it stops what it start
 that promise when the runner itself goes away, whatever kills it (``kill -9``, the OOM killer, a crash):
 
 - a task process keeps only its own pipes, stdio and the files its own modules opened at import
-  (``close_inherited``): no copy of the runner's checkpoint journal, lock, epoll set or fork-server socket,
+  (``closing_ranges``): no copy of the runner's checkpoint journal, lock, epoll set or fork-server socket,
   so nothing of the runner stays open in a process the runner no longer watches;
 - when a task ends, what it left in its process group is killed before the process is reaped
   (``kill_group``; the zombie still holds the group's id, so the signal cannot reach a recycled one);
@@ -78,20 +78,28 @@ def opened_since(before: dict[int, tuple[int, int]]) -> tuple[int, ...]:
     return tuple(sorted(fd for fd, what in open_fds().items() if before.get(fd) != what))
 
 
-def close_inherited(keep: Iterable[int]) -> None:
-    """In a freshly forked process: close every descriptor from 3 up but ``keep``.
-
-    ``os.closerange`` is one ``close_range(2)`` system call on Linux 5.9+, whatever the range."""
+def closing_ranges(keep: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """The ``os.closerange`` calls that close every descriptor from 3 up but ``keep``. Worked out before a
+    fork, so the child allocates nothing to do it (each new object could copy a page)."""
+    out = []
     lo = 3
     for fd in sorted({k for k in keep if k >= 3}):
         if fd > lo:
-            os.closerange(lo, fd)
+            out.append((lo, fd))
         lo = fd + 1
     try:
         hi = os.sysconf("SC_OPEN_MAX")
     except (ValueError, OSError):
         hi = 65536
-    os.closerange(lo, max(lo, hi))
+    out.append((lo, max(lo, hi)))
+    return tuple(out)
+
+
+def close_ranges(ranges: tuple[tuple[int, int], ...]) -> None:
+    """In a freshly forked process: close what ``closing_ranges`` said (one ``close_range(2)`` system call
+    each on Linux 5.9+, whatever the range)."""
+    for lo, hi in ranges:
+        os.closerange(lo, hi)
 
 
 class Guardian:
@@ -101,11 +109,12 @@ class Guardian:
         """``hold``: descriptors the guardian keeps open until the task processes are gone (the run's lock)."""
         hold = tuple(hold)
         r, w = os.pipe()
+        ranges = closing_ranges((r, *hold))
         pid = frozen_fork()
         if pid == 0:  # never returns into the caller's code
             code = 1
             try:
-                _guard(r, hold)
+                _guard(r, ranges)
                 code = 0
             finally:
                 os._exit(code)
@@ -139,7 +148,7 @@ class Guardian:
             pass
 
 
-def _guard(r: int, hold: tuple[int, ...]) -> None:
+def _guard(r: int, ranges: tuple[tuple[int, int], ...]) -> None:
     """The guardian process: collect task pids until the runner's pipe ends, then kill what is left."""
     try:
         os.setpgid(0, 0)  # out of the runner's group: a signal to it (Ctrl-C, kill -9 -PGID) leaves us to clean up
@@ -150,7 +159,7 @@ def _guard(r: int, hold: tuple[int, ...]) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # hold none of the runner's stdio: a reader of its output must see it end with it
         os.dup2(devnull, fd)
-    close_inherited((r, *hold))
+    close_ranges(ranges)  # all but the pipe and what it holds for the run (devnull went with them)
     pidfds: dict[int, int] = {}
     buf = b""
     while True:

@@ -14,10 +14,10 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
 
-from .lifeline import Guardian, close_inherited, frozen_fork, kill_group
+from .lifeline import Guardian, close_ranges, closing_ranges, frozen_fork, kill_group
 from .markers import hookimpl
 from .pipes import ConnectionReader, PipeReader, PipeWriter
-from .worker import Attempt, app_modules, child_main
+from .worker import Attempt, child_main, module_files
 
 if TYPE_CHECKING:
     from .forkserver import ForkServer
@@ -108,13 +108,14 @@ def fork_child(
     target: Any, args: tuple[Any, ...], keep: tuple[int, ...] = (), on_reap: Optional[Callable[[int], None]] = None
 ) -> ForkedChild:
     """Run ``target(*args)`` in a forked child that exits with what it returns (an int; else 0), or 1 if it
-    raised. The child keeps only stdio and the descriptors in ``keep`` (see ``lifeline.close_inherited``) and
+    raised. The child keeps only stdio and the descriptors in ``keep`` (see ``lifeline.closing_ranges``) and
     never collects the garbage it inherited (see ``lifeline.frozen_fork``)."""
+    ranges = closing_ranges(keep)
     pid = frozen_fork()
     if pid == 0:  # the child: never returns into the caller's code
         code = 1
         try:
-            close_inherited(keep)
+            close_ranges(ranges)
             result = target(*args)
             code = result if isinstance(result, int) else 0
         finally:
@@ -215,8 +216,8 @@ class ProcessHandle:
                 blocked = block_sigterm()
                 try:
                     if forking:  # built here, not in the child: see Attempt
-                        modules = _app_modules(job)
-                        attempt = Attempt(PipeWriter(event_w), task.instance, args[1], snapshot, args[4], modules)
+                        files = _module_files(job)
+                        attempt = Attempt(PipeWriter(event_w), task.instance, args[1], snapshot, args[4], files)
                         assert raw_w is not None
                         keep = (event_w, raw_w, *job.module_fds)
                         on_reap = guardian.remove if guardian else None
@@ -390,7 +391,7 @@ class ProcessHandle:
 
 _SERVER = "spawn.forkserver"
 _GUARDIAN = "spawn.guardian"
-_MODULES = "spawn.app_modules"
+_FILES = "spawn.module_files"
 #: jobs with at least this many tasks get a fork server (its start-up costs about one interpreter start)
 FORK_SERVER_MIN_TASKS = 300
 
@@ -429,12 +430,12 @@ def _server(job: Job) -> Optional[ForkServer]:
     return server
 
 
-def _app_modules(job: Job) -> tuple[Any, ...]:
-    """The app's modules (see ``worker.app_modules``), worked out at the job's first direct fork."""
-    if _MODULES not in job.stash:
-        job.stash[_MODULES] = app_modules(str(job.config.rootdir))
-    modules: tuple[Any, ...] = job.stash[_MODULES]
-    return modules
+def _module_files(job: Job) -> tuple[Any, ...]:
+    """The files the app's modules hold (see ``worker.module_files``), found at the job's first direct fork."""
+    if _FILES not in job.stash:
+        job.stash[_FILES] = module_files(str(job.config.rootdir))
+    files: tuple[Any, ...] = job.stash[_FILES]
+    return files
 
 
 def _guardian(job: Job) -> Optional[Guardian]:

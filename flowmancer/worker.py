@@ -5,8 +5,8 @@ No plugin manager here. The child turns ``print``/stderr/``self.logger`` into li
 Anything that kills it before that (``os._exit``, a signal, a segfault) is noticed by the parent from the
 process sentinel.
 
-A task process ends the way a Python program ends: its partial output lines, the files the app's modules
-and the task left open are flushed, the ``atexit`` handlers registered while the task ran are called;
+A task process ends the way a Python program ends: its partial output lines and the files the app's modules
+hold open are flushed, the ``atexit`` handlers registered while the task ran are called;
 then it reports and exits with its code: 0, the ``sys.exit`` code, 1 after an exception, 143 when aborted.
 """
 
@@ -22,7 +22,6 @@ import signal
 import sys
 import time
 import traceback
-from types import ModuleType
 from typing import Any, Optional
 
 from .events import Severity
@@ -85,26 +84,29 @@ def limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
-def app_modules(root: str) -> tuple[ModuleType, ...]:
-    """The modules loaded from the app root (not from installed packages): the files they leave open at
-    module level are flushed when a task process ends. Worked out once per run, by whoever forks."""
+def module_files(root: str) -> tuple[io.IOBase, ...]:
+    """The open files that modules loaded from the app root (not from installed packages) hold at module
+    level: a task process flushes them when it ends, as Python's teardown would. Found once per run, by
+    whoever forks, not in each task process: scanning module globals there would write every object's
+    reference count, copying its page (~150 page copies a task)."""
     prefix = os.path.join(root, "")
-    out = []
+    out: list[io.IOBase] = []
     for m in list(sys.modules.values()):
         file = getattr(m, "__file__", None)
-        if isinstance(file, str) and file.startswith(prefix) and "-packages" + os.sep not in file:
-            out.append(m)
+        if not (isinstance(file, str) and file.startswith(prefix) and "-packages" + os.sep not in file):
+            continue
+        for value in list(vars(m).values()):
+            if isinstance(value, io.IOBase) and value not in out:
+                out.append(value)
     return tuple(out)
 
 
-def _flush_files(namespaces: list[dict[str, Any]]) -> None:
-    for namespace in namespaces:
-        for value in list(namespace.values()):
-            if isinstance(value, io.IOBase):
-                try:
-                    value.flush()
-                except Exception:  # noqa: BLE001 - closed, or its descriptor was not the task's: nothing to do
-                    pass
+def _flush(files: tuple[io.IOBase, ...]) -> None:
+    for f in files:
+        try:
+            f.flush()
+        except Exception:  # noqa: BLE001 - closed meanwhile, or read-only: nothing to do
+            pass
 
 
 class _ExitHandlers:
@@ -114,10 +116,10 @@ class _ExitHandlers:
 
     def __init__(self) -> None:
         self.handlers: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+        self._methods = (self.register, self.unregister)  # made before the fork (see Attempt)
 
     def install(self) -> None:
-        atexit.register = self.register  # type: ignore[assignment]
-        atexit.unregister = self.unregister  # type: ignore[assignment]
+        atexit.register, atexit.unregister = self._methods  # type: ignore[assignment]
 
     def register(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         self.handlers.append((func, args, kwargs))
@@ -289,7 +291,7 @@ class Attempt:
         info: TaskInfo,
         shared: Any,
         memory_limit_mb: Optional[int] = None,
-        modules: tuple[ModuleType, ...] = (),
+        files: tuple[io.IOBase, ...] = (),
     ) -> None:
         self.send = send = Sender(conn)
         self.conn = conn
@@ -299,7 +301,7 @@ class Attempt:
         self.logger = TaskLogger(self._emit)
         self.life = _Lifecycle(task, send, info)
         self.life.memory_limit_mb = memory_limit_mb
-        self.modules = modules  # see app_modules
+        self.files = files  # see module_files
         self.at_exit = _ExitHandlers()
 
     def _emit(self, severity: Severity, msg: str) -> None:
@@ -338,7 +340,7 @@ class Attempt:
         out, err, life, shared = self.out, self.err, self.life, self.shared
         sys.stdout, sys.stderr = out, err
         task = life.task
-        if isinstance(shared, SharedDict):  # the fork server's replica: from now on this process's own copy
+        if type(shared) is SharedDict:  # the replica of a fork server (not isinstance: an ABC's check writes pages)
             shared.send = self.send
         else:
             shared = SharedDict(shared, self.send)
@@ -382,7 +384,7 @@ class Attempt:
         self.err.finish()
         # Not sys.__stdout__/__stderr__: forked from a process with other threads (the scheduler's event loop,
         # a host's logging), this copy of their buffer's lock may be held by a thread that no longer exists.
-        _flush_files([vars(m) for m in self.modules] + [getattr(self.life.task, "__dict__", {})])
+        _flush(self.files)
         self.at_exit.run()
         self.out.finish()
         self.err.finish()
