@@ -476,6 +476,9 @@ def flowmancer_runjob(job: Job) -> Any:
     try:
         return (yield)
     finally:
+        # Let go of the modules' files: a reference held past the run (the job may live in a cycle the frozen
+        # collector never frees) would keep a buffered file from being flushed when the interpreter exits.
+        job.stash.pop(_FILES, None)
         server = job.stash.pop(_SERVER, None)
         guardian = job.stash.pop(_GUARDIAN, None)
         try:

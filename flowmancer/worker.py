@@ -15,6 +15,7 @@ from __future__ import annotations
 import _signal  # signal's C half: the Python wrappers convert to enums, which costs a task process page copies
 import atexit
 import faulthandler
+import functools
 import io
 import os
 import pickle
@@ -99,6 +100,10 @@ def module_files(root: str) -> tuple[io.IOBase, ...]:
             if isinstance(value, io.IOBase) and value not in out:
                 out.append(value)
     return tuple(out)
+
+
+def _emit(send: Sender, severity: Severity, msg: str) -> None:
+    send({"event": "log", "stream": "logger", "severity": severity.value, "lines": msg.split("\n"), "ts": time.time()})
 
 
 def _flush(files: tuple[io.IOBase, ...]) -> None:
@@ -298,22 +303,11 @@ class Attempt:
         self.out = LineWriter(send, "stdout", Severity.INFO, 1)
         self.err = LineWriter(send, "stderr", Severity.ERROR, 2)
         self.shared = shared
-        self.logger = TaskLogger(self._emit)
+        self.logger = TaskLogger(functools.partial(_emit, send))  # no cycle: the forker frees this by refcount
         self.life = _Lifecycle(task, send, info)
         self.life.memory_limit_mb = memory_limit_mb
         self.files = files  # see module_files
         self.at_exit = _ExitHandlers()
-
-    def _emit(self, severity: Severity, msg: str) -> None:
-        self.send(
-            {
-                "event": "log",
-                "stream": "logger",
-                "severity": severity.value,
-                "lines": msg.split("\n"),
-                "ts": time.time(),
-            }
-        )
 
     def run(self, raw_fd: Optional[int], workdir: Optional[str], faulthandler_on: bool = False) -> int:
         """In the task process: set it up, run the lifecycle, end as a program does, report; return the exit
