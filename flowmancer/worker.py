@@ -136,6 +136,8 @@ class _ExitHandlers:
     def run(self) -> None:
         """Not multiprocessing's: a task process does not wait for the children it did not join (they are
         killed with its process group)."""
+        if not self.handlers:  # the usual case: touch nothing more (each object touched copies a page)
+            return
         skip = getattr(sys.modules.get("multiprocessing.util"), "_exit_function", None)
         while self.handlers:
             func, args, kwargs = self.handlers.pop()
@@ -378,7 +380,8 @@ class Attempt:
         self.err.finish()
         # Not sys.__stdout__/__stderr__: forked from a process with other threads (the scheduler's event loop,
         # a host's logging), this copy of their buffer's lock may be held by a thread that no longer exists.
-        _flush(self.files)
+        if self.files:
+            _flush(self.files)
         self.at_exit.run()
         self.out.finish()
         self.err.finish()
