@@ -38,6 +38,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
 from .lifeline import close_ranges, closing_ranges, kill_and_wait, kill_group, open_fds, opened_since
+from .process import Child
 
 if TYPE_CHECKING:
     from .taskio import SharedDict
@@ -96,8 +97,8 @@ class ServerGone(Exception):
     """The fork server is not there (any more): fork in the scheduler instead."""
 
 
-class ServedChild:
-    """A task process forked by the server: the ``ForkedChild`` interface for ``ProcessHandle``. Its pid
+class ServedChild(Child):
+    """A task process forked by the server (a ``process.Child``). Its pid
     and pidfd arrive with the server's answer, read when first needed, so requests overlap."""
 
     served = True
@@ -127,6 +128,9 @@ class ServedChild:
         if self._sentinel is None and (self.req in self.server._answers or not self.server.alive):
             self._resolve()
         return self._sentinel is not None
+
+    def take_news(self) -> None:
+        self.server.poll()
 
     @property
     def notifier(self) -> socket.socket:

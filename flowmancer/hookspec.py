@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from .config import Config
     from .errors import Problem
     from .events import ExecutionState, LogRecord, TaskResult
+    from .executor import TaskHandle
     from .job import Job, TaskRun
     from .jobdef import ConfigSchema, LoadedJobDef
-    from .spawn import TaskHandle
 
 hookspec = HookspecMarker("flowmancer")
 

@@ -23,7 +23,7 @@ from .task import Task, TaskInfo
 
 if TYPE_CHECKING:
     from .config import Config
-    from .spawn import TaskHandle
+    from .executor import TaskHandle
 
 
 @dataclass(eq=False)

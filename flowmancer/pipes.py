@@ -12,6 +12,8 @@ import pickle
 import struct
 from typing import Any, Union
 
+from . import messages
+
 _HEADER = struct.Struct("!i")  # multiprocessing Connection's header for messages under 2 GiB
 _READ_CHUNK = 1 << 16
 
@@ -21,7 +23,7 @@ def unpickle(data: Union[bytes, bytearray]) -> Any:
     try:
         return pickle.loads(data)
     except Exception as exc:  # noqa: BLE001 - whatever the task sent, the runner goes on
-        return {"event": "unreadable", "error": f"{type(exc).__name__}: {exc}"}
+        return messages.unreadable(f"{type(exc).__name__}: {exc}")
 
 
 class PipeWriter:

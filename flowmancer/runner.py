@@ -18,10 +18,11 @@ import threading
 import time
 from typing import Any, Optional
 
+from . import messages
 from .events import ExecutionState, LogRecord, Severity, TaskResult
+from .executor import TaskHandle, describe_exit
 from .job import Job, TaskRun
 from .markers import hookimpl
-from .spawn import TaskHandle, describe_exit
 
 S = ExecutionState
 #: the longest the scheduler waits at once (epoll's limit is ~24.8 days; a timer further away is waited for
@@ -101,7 +102,7 @@ class Scheduler:
         self.waiting: dict[int, tuple[TaskRun, TaskHandle]] = {}  # handles whose waitables may change unseen
         #: attempts that reported success and were settled while their process still exits: id -> (task, handle)
         self.lingering: dict[int, tuple[TaskRun, TaskHandle]] = {}
-        self.finished_events: dict[str, dict[str, Any]] = {}
+        self.finished_events: dict[str, messages.FinishedEvent] = {}
         self.broken: dict[str, str] = {}  # task -> what it sent that could not be read (its attempt fails)
         self.open = 0  # tasks not yet in a final state
         self.aborting = False
@@ -255,24 +256,23 @@ class Scheduler:
     def _handle(self, task: TaskRun, handle: TaskHandle, ready: set[Any]) -> None:
         settle = False
         for ev in handle.read(ready):
-            kind = ev["event"]
             if handle is not task.handle:  # settled already, its process is exiting: only the exit matters
-                if kind == "exit":
+                if ev["event"] == "exit":
                     self._forget(handle)
                     return
                 continue
-            if kind == "log":
+            if ev["event"] == "log":
                 self._log(task, ev)
-            elif kind == "shared":
+            elif ev["event"] == "shared":
                 self._shared(task, ev)
-            elif kind == "unreadable":
+            elif ev["event"] == "unreadable":
                 self._unreadable(task, f"a message from the task could not be read: {ev['error']}")
-            elif kind == "finished":
+            elif ev["event"] == "finished":
                 self.finished_events[task.name] = ev
                 settle = (
                     ev["ok"] and not self.aborting and "timed_out" not in task.stash and task.name not in self.broken
                 )
-            elif kind == "exit":
+            elif ev["event"] == "exit":
                 self._forget(handle)
                 self._attempt_over(task, ev.get("exitcode"))
                 return
@@ -287,7 +287,7 @@ class Scheduler:
             self._attempt_over(task, 0)
         self._watch(task, handle)
 
-    def _shared(self, task: TaskRun, ev: dict[str, Any]) -> None:
+    def _shared(self, task: TaskRun, ev: messages.SharedEvent) -> None:
         key, deleted = ev["key"], ev["op"] != "set"
         value = None
         if deleted:
@@ -305,7 +305,7 @@ class Scheduler:
         """The task sent what the runner cannot read: its attempt fails with that, whatever it reports."""
         self.broken.setdefault(task.name, error)
 
-    def _log(self, task: TaskRun, ev: dict[str, Any]) -> None:
+    def _log(self, task: TaskRun, ev: messages.LogEvent) -> None:
         sev = Severity(ev["severity"])
         for line in ev["lines"]:
             rec = LogRecord(task.name, task.attempt, ev["stream"], sev, line, ev["ts"])

@@ -11,12 +11,14 @@ import os
 import pickle
 import signal
 import sys
-import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .lifeline import Guardian, close_ranges, closing_ranges, frozen_fork, kill_group
+from . import messages
+from .executor import TaskHandle, signal_group
+from .lifeline import Guardian
 from .markers import hookimpl
 from .pipes import ConnectionReader, PipeReader, PipeWriter
+from .process import Child, MPChild, block_sigterm, fork_child, start_method, unblock
 from .worker import Attempt, child_main, module_files
 
 if TYPE_CHECKING:
@@ -26,166 +28,9 @@ if TYPE_CHECKING:
 _RAW_CHUNK = 1 << 16
 
 
-class TaskHandle(Protocol):
-    """What the scheduler needs from a running attempt, wherever it runs."""
+class ProcessHandle(TaskHandle):
+    """One attempt in a task process of this machine (see ``process``), forked here or by the fork server."""
 
-    def waitables(self) -> list[Any]:
-        """Objects with a ``fileno()`` (or file descriptors) that become readable when there is news.
-
-        The list may change after ``read``; the scheduler then stops watching what left it and calls
-        ``release`` for it. Several handles may return the same object (the scheduler watches it once and
-        wakes them all): a fork server's socket, while they wait for its answer."""
-
-    def read(self, ready: set[Any]) -> list[dict[str, Any]]:
-        """Events available now (never blocks). The last one is ``{"event": "exit", ...}`` once done."""
-
-    def drain(self) -> list[dict[str, Any]]:
-        """Optional: events available now without waiting, called when the task reported success and is
-        settled before its process has exited (``ProcessHandle`` returns buffered raw output)."""
-
-    def waiting(self) -> bool:
-        """Optional: ``True`` while news may come without any of its waitables becoming readable (what it
-        waits for was read on another handle's behalf); the scheduler then calls ``read`` with nothing
-        ready, and asks for ``waitables`` again, before each wait."""
-
-    def release(self, waitable: Any) -> None:
-        """The scheduler no longer watches ``waitable``: close it now. A handle never closes a waitable
-        itself, since a forked task may still hold a copy of it and the scheduler's epoll set would keep
-        reporting the copy under a file descriptor number that has been reused."""
-
-    def terminate(self) -> None:
-        """Ask the attempt to stop: it runs ``on_abort`` and ends soon."""
-
-    def kill(self) -> None:
-        """Stop it now."""
-
-
-def start_method() -> str:
-    """fork where it is safe and fast (Linux); spawn elsewhere (macOS, Windows)."""
-    forced = os.environ.get("FLOWMANCER_START_METHOD")
-    if forced:
-        return forced
-    return "fork" if sys.platform.startswith("linux") else "spawn"
-
-
-class ForkedChild:
-    """A process made with a plain ``os.fork()``: cheaper than ``multiprocessing.Process`` (no bookkeeping,
-    one pipe less) and allowed in daemonic processes (Dask workers). Its sentinel is a pidfd."""
-
-    owns_sentinel = True  # a pidfd of ours, closed with ``close`` (multiprocessing closes its own sentinels)
-
-    def __init__(self, pid: int, on_reap: Optional[Callable[[int], None]] = None) -> None:
-        self.pid = pid
-        self.sentinel = os.pidfd_open(pid)
-        self.exitcode: Optional[int] = None
-        self._on_reap = on_reap
-
-    def is_alive(self) -> bool:
-        return self.exitcode is None
-
-    def join(self) -> Optional[int]:
-        """Reap the process, after killing what it left in its process group (see ``lifeline``). The pidfd
-        stays open for ``close``: the scheduler may still be watching it."""
-        if self.exitcode is None:
-            kill_group(self.pid)
-            _, status = os.waitpid(self.pid, 0)
-            self.exitcode = os.waitstatus_to_exitcode(status)
-            if self._on_reap is not None:
-                self._on_reap(self.pid)
-        return self.exitcode
-
-    def close(self) -> None:
-        if self.sentinel >= 0:
-            os.close(self.sentinel)
-            self.sentinel = -1
-
-    def terminate(self) -> None:
-        if self.exitcode is None:
-            signal_group(self.pid, signal.SIGTERM)
-
-
-def fork_child(
-    target: Any, args: tuple[Any, ...], keep: tuple[int, ...] = (), on_reap: Optional[Callable[[int], None]] = None
-) -> ForkedChild:
-    """Run ``target(*args)`` in a forked child that exits with what it returns (an int; else 0), or 1 if it
-    raised. The child keeps only stdio and the descriptors in ``keep`` (see ``lifeline.closing_ranges``) and
-    never collects the garbage it inherited (see ``lifeline.frozen_fork``)."""
-    ranges = closing_ranges(keep)
-    pid = frozen_fork()
-    if pid == 0:  # the child: never returns into the caller's code
-        code = 1
-        try:
-            close_ranges(ranges)
-            result = target(*args)
-            code = result if isinstance(result, int) else 0
-        finally:
-            os._exit(code)
-    return ForkedChild(pid, on_reap)
-
-
-def block_sigterm() -> Optional[set[Any]]:
-    """Block SIGTERM while a task process is made: it inherits the mask, and ``child_main`` unblocks it once
-    its handler is in place, so an abort that comes that early still runs ``on_abort``."""
-    if not hasattr(signal, "pthread_sigmask"):
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-
-
-def unblock(previous: Optional[set[Any]]) -> None:
-    if previous is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def raw_event(lines: list[bytes]) -> dict[str, Any]:
-    """The event for lines a task wrote below Python (its file descriptors 1 and 2)."""
-    return {
-        "event": "log",
-        "stream": "raw",
-        "severity": "INFO",
-        "lines": [ln.decode("utf-8", "replace") for ln in lines],
-        "ts": time.time(),
-    }
-
-
-def crash_event(error: str) -> dict[str, Any]:
-    """The ``finished`` event for an attempt whose process could not report one itself (a crash)."""
-    return {
-        "event": "finished",
-        "ok": False,
-        "aborted": False,
-        "error": error,
-        "traceback": None,
-        "kind": "crash",
-        "exc_types": [],
-    }
-
-
-def signal_group(pid: int, sig: int) -> None:
-    """Signal a task process and everything it started (its process group), or just it if it has none."""
-    if pid <= 0:  # never the caller's own group (0) or every process (-1)
-        return
-    try:
-        os.killpg(pid, sig)
-    except OSError:
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-
-
-def describe_exit(code: Optional[int]) -> str:
-    if code is None:
-        return "the process vanished"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"process killed by {name} (signal {-code})"
-    return f"process exited with code {code} without reporting a result"
-
-
-class ProcessHandle:
     def __init__(self, job: Job, task: TaskRun) -> None:
         method = start_method()
         forking = method == "fork"
@@ -208,8 +53,10 @@ class ProcessHandle:
         args = (task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
         try:
             # A fork server's child needs nothing from this process: the server blocks SIGTERM around its forks.
-            self.proc: Any = _served(job, task, args, event_w, raw_w) if forking and hasattr(os, "pidfd_open") else None
-            if self.proc is None:
+            proc: Optional[Child] = (
+                _served(job, task, args, event_w, raw_w) if forking and hasattr(os, "pidfd_open") else None
+            )
+            if proc is None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 guardian = _guardian(job) if forking else None
@@ -221,17 +68,19 @@ class ProcessHandle:
                         assert raw_w is not None
                         keep = (event_w, raw_w, *job.module_fds)
                         on_reap = guardian.remove if guardian else None
-                        self.proc = fork_child(attempt.run, (raw_w, workdir), keep, on_reap)
+                        forked = fork_child(attempt.run, (raw_w, workdir), keep, on_reap)
                         if guardian is not None:
-                            guardian.add(self.proc.pid)
+                            guardian.add(forked.pid)
+                        proc = forked
                     else:
-                        self.proc = ctx.Process(
+                        mp = ctx.Process(
                             target=child_main,
                             args=(child_conn, raw_w, *args),
                             name=f"flowmancer:{task.name}",
                             daemon=True,
                         )
-                        self.proc.start()
+                        mp.start()
+                        proc = MPChild(mp)
                 finally:
                     unblock(blocked)
         finally:
@@ -241,9 +90,11 @@ class ProcessHandle:
                 child_conn.close()
             if raw_w is not None:
                 os.close(raw_w)
-        if not getattr(self.proc, "served", False):  # the server does this for its children
+        assert proc is not None  # made above, whichever way
+        self.proc: Child = proc
+        if not proc.served and proc.pid is not None:  # the server does this for its children
             try:  # also set from here: no window in which a signal to the group misses the child
-                os.setpgid(self.proc.pid, self.proc.pid)
+                os.setpgid(proc.pid, proc.pid)
             except OSError:
                 pass
         self.raw = raw_r
@@ -255,20 +106,19 @@ class ProcessHandle:
         self._reported = False  # a finished event arrived
         self._sentinel_watched = False
         self._exited = False  # the process is gone and its pipes are drained
-        self.finished: Optional[dict[str, Any]] = None
+        self.finished: Optional[messages.ExitEvent] = None
 
     @property
     def pid(self) -> Optional[int]:
-        return self.proc.pid  # type: ignore[no-any-return]
+        return self.proc.pid
 
     def _lost(self) -> bool:
         """Forked by a fork server that died before telling us its pid (see ``ServedChild.lost``)."""
-        return getattr(self.proc, "lost", False) is True
+        return self.proc.lost
 
     def _answered(self) -> bool:
         """A fork server's child: has its pid arrived? (Always true for a process made here.)"""
-        answered = getattr(self.proc, "answered", None)
-        return answered is None or bool(answered())
+        return self.proc.answered()
 
     def waiting(self) -> bool:
         """Waiting for the fork server (its answer, or the exit code of a process that has ended): what it
@@ -295,24 +145,24 @@ class ProcessHandle:
         return out
 
     def release(self, waitable: Any) -> None:
-        if waitable is getattr(self.proc, "notifier", None):
+        if waitable is self.proc.notifier:
             return  # the fork server's socket: it closes that at the end of the job
         if waitable is self.conn:
             self.conn.close()
         elif self.raw is not None and waitable == self.raw:
             os.close(self.raw)
             self.raw = None
-        elif waitable == self.proc.sentinel and getattr(self.proc, "owns_sentinel", False):
+        elif waitable == self.proc.sentinel and self.proc.owns_sentinel:
             self.proc.close()  # our pidfd (ForkedChild, ServedChild); multiprocessing closes its own
 
-    def _read_conn(self, events: list[dict[str, Any]]) -> None:
+    def _read_conn(self, events: list[messages.Event]) -> None:
         if self._conn_open:
             got, eof = self.conn.read()
             events += got
             if eof:
                 self._conn_open = False
 
-    def _read_raw(self, events: list[dict[str, Any]], final: bool = False) -> None:
+    def _read_raw(self, events: list[messages.Event], final: bool = False) -> None:
         if not self._raw_open:
             return
         chunks = []
@@ -331,21 +181,21 @@ class ProcessHandle:
             lines.append(self._raw_buf)
             self._raw_buf = b""
         if lines:
-            events.append(raw_event(lines))
+            events.append(messages.raw(lines))
         if final:
             self._raw_open = False
 
-    def drain(self) -> list[dict[str, Any]]:
+    def drain(self) -> list[messages.Event]:
         """Output written below Python that is already in the pipe (the task reported its result)."""
-        events: list[dict[str, Any]] = []
+        events: list[messages.Event] = []
         self._read_raw(events)
         return events
 
-    def read(self, ready: set[Any]) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        notifier = getattr(self.proc, "notifier", None)
+    def read(self, ready: set[Any]) -> list[messages.Event]:
+        events: list[messages.Event] = []
+        notifier = self.proc.notifier
         if notifier is not None and notifier in ready:
-            self.proc.server.poll()  # file what it sent (the scheduler then asks for waitables again)
+            self.proc.take_news()  # file what it sent (the scheduler then asks for waitables again)
         self._answered()  # settles lost-or-not now if it can: a lost task's pipes may have ended in this wake-up
         lost = self._lost()
         if not self._exited:
@@ -362,17 +212,16 @@ class ProcessHandle:
             if done:
                 self._exited = True
                 self._conn_open = self._raw_open = False
-        exit_known = getattr(self.proc, "exit_known", None)  # a fork server reports exit codes a moment later
-        if self._exited and (exit_known is None or exit_known()):
+        if self._exited and self.proc.exit_known():  # a fork server reports exit codes a moment later
             self.proc.join()
             if lost and not self._reported:
                 events.append(
-                    crash_event(
+                    messages.crash(
                         "the fork server stopped before the task reported a result (set FLOWMANCER_FORK_SERVER=0 "
                         "to fork directly)"
                     )
                 )
-            self.finished = {"event": "exit", "exitcode": self.proc.exitcode}
+            self.finished = messages.exited(self.proc.exitcode)
             events.append(self.finished)
         return events
 

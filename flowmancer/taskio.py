@@ -11,10 +11,10 @@ import codecs
 import io
 import os
 import pickle
-import time
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from typing import Any, Optional
 
+from . import messages
 from .events import Severity
 
 
@@ -27,7 +27,7 @@ class Sender:
         self.conn = conn
         self.owner = os.getpid()
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: messages.Event) -> None:
         if os.getpid() != self.owner:
             self._not_ours(event)
         else:
@@ -39,7 +39,7 @@ class Sender:
             self.conn.send_bytes(data)
 
     @staticmethod
-    def _not_ours(event: dict[str, Any]) -> None:
+    def _not_ours(event: messages.Event) -> None:
         if event["event"] == "log":  # as if written below Python: the scheduler reads it as raw output
             data = "".join(line + "\n" for line in event["lines"]).encode("utf-8", "replace")
             while data:
@@ -91,9 +91,7 @@ class LineWriter(io.TextIOBase):
             return len(s)
         data = self._buf + s
         *lines, self._buf = data.split("\n")
-        self._send(
-            {"event": "log", "stream": self._stream, "severity": self._severity, "lines": lines, "ts": time.time()}
-        )
+        self._send(messages.log(self._stream, self._severity, lines))
         return len(s)
 
     def flush(self) -> None:  # complete lines are already sent; a partial line must not be split
@@ -102,9 +100,7 @@ class LineWriter(io.TextIOBase):
     def finish(self) -> None:
         if self._buf:
             rest, self._buf = self._buf, ""
-            self._send(
-                {"event": "log", "stream": self._stream, "severity": self._severity, "lines": [rest], "ts": time.time()}
-            )
+            self._send(messages.log(self._stream, self._severity, [rest]))
 
     @property
     def buffer(self) -> _Bytes:
@@ -179,12 +175,12 @@ class SharedDict(MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         pickled = _pickled(key, value)
-        self.send({"event": "shared", "op": "set", "key": key, "pickled": pickled})
+        self.send(messages.shared_set(key, pickled))
         self.data[key] = value
 
     def __delitem__(self, key: Any) -> None:
         del self.data[key]
-        self.send({"event": "shared", "op": "del", "key": key})
+        self.send(messages.shared_del(key))
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.data)

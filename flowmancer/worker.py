@@ -21,10 +21,10 @@ import os
 import pickle
 import signal
 import sys
-import time
 import traceback
 from typing import Any, Optional
 
+from . import messages
 from .events import Severity
 from .task import Task, TaskInfo, TaskLogger
 from .taskio import LineWriter, Sender, SharedDict
@@ -103,7 +103,7 @@ def module_files(root: str) -> tuple[io.IOBase, ...]:
 
 
 def _emit(send: Sender, severity: Severity, msg: str) -> None:
-    send({"event": "log", "stream": "logger", "severity": severity.value, "lines": msg.split("\n"), "ts": time.time()})
+    send(messages.log("logger", severity.value, msg.split("\n")))
 
 
 def _flush(files: tuple[io.IOBase, ...]) -> None:
@@ -208,7 +208,7 @@ class _Lifecycle:
             summary = f"{stage}() raised {type(exc).__name__}: {_safe_str(exc)}".rstrip(": ")
             if isinstance(exc, MemoryError) and self.memory_limit_mb:
                 summary += f" (memory limit of {self.memory_limit_mb} MB reached: memory_limit_mb)"
-        self.send({"event": "log", "stream": "traceback", "severity": "ERROR", "lines": [text], "ts": time.time()})
+        self.send(messages.log("traceback", "ERROR", [text]))
         if self.error is None:
             self.error, self.tb = summary, text
             self.kind = "exit" if isinstance(exc, SystemExit) else "exception"
@@ -271,18 +271,7 @@ def _raise_aborted(signum: int, frame: Any) -> None:
     raise TaskAborted()
 
 
-_FINISHED_OK = pickle.dumps(
-    {
-        "event": "finished",
-        "ok": True,
-        "aborted": False,
-        "error": None,
-        "traceback": None,
-        "kind": None,
-        "exc_types": [],
-    },
-    protocol=pickle.HIGHEST_PROTOCOL,
-)
+_FINISHED_OK = pickle.dumps(messages.finished(True), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class Attempt:
@@ -391,17 +380,7 @@ class Attempt:
         if life.error is None and not life.aborted:
             self.send.pickled(_FINISHED_OK)
         else:
-            self.send(
-                {
-                    "event": "finished",
-                    "ok": False,
-                    "aborted": life.aborted,
-                    "error": life.error,
-                    "traceback": life.tb,
-                    "kind": life.kind,
-                    "exc_types": life.exc_types,
-                }
-            )
+            self.send(messages.finished(False, life.aborted, life.error, life.tb, life.kind, life.exc_types))
         self.conn.close()
         return life.exit_code
 

@@ -24,10 +24,10 @@ import uuid
 from collections import deque
 from typing import Any, Optional
 
-from flowmancer import hookimpl
+from flowmancer import hookimpl, messages
 from flowmancer.config import Config
 from flowmancer.errors import Problem, UsageError
-from flowmancer.spawn import crash_event
+from flowmancer.executor import TaskHandle
 
 STASH_KEY = "flowmancer_contrib.dask"
 _seq = itertools.count()
@@ -116,7 +116,7 @@ class _Cluster:
                 self.cluster.close()
 
 
-class DaskHandle:
+class DaskHandle(TaskHandle):
     """A ``TaskHandle`` for one attempt running on a Dask worker."""
 
     def __init__(self, cluster: _Cluster, job: Any, task: Any) -> None:
@@ -126,10 +126,10 @@ class DaskHandle:
         self.key = f"{task.name}-{task.attempt}-{next(_seq)}-{uuid.uuid4().hex[:8]}"
         self.r, self.w = os.pipe()
         os.set_blocking(self.r, False)
-        self._events: deque[dict[str, Any]] = deque()
+        self._events: deque[messages.Event] = deque()
         self._received = 0
         self._expected: Optional[int] = None
-        self._exit: Optional[dict[str, Any]] = None
+        self._exit: Optional[messages.ExitEvent] = None
         self._lock = threading.Lock()
         self._finished = False
         self.abort_event = Event(f"abort-{self.key}", client=cluster.client)
@@ -162,7 +162,7 @@ class DaskHandle:
             except OSError:
                 pass
 
-    def deliver(self, events: list[dict[str, Any]]) -> None:
+    def deliver(self, events: list[messages.Event]) -> None:
         with self._lock:
             self._events.extend(events)
             self._received += 1
@@ -171,13 +171,13 @@ class DaskHandle:
     def _done(self, future: Any) -> None:
         try:
             published = future.result()
-            exit_event = {"event": "exit", "exitcode": published["exitcode"]}
+            exit_event = messages.exited(published["exitcode"])
             expected = published["batches"]
         except Exception as exc:  # noqa: BLE001 - the worker died or the task was cancelled
             lost = type(exc).__name__ in ("KilledWorker", "CommClosedError", "CancelledError", "FutureCancelledError")
             what = "the Dask worker running it was lost" if lost else "the Dask task failed"
             reason = f"{what} ({type(exc).__name__}: {exc})"
-            exit_event = {"event": "exit", "exitcode": None, "reason": reason}
+            exit_event = messages.exited(None, reason)
             expected = 0
         with self._lock:
             self._exit, self._expected = exit_event, expected
@@ -188,7 +188,7 @@ class DaskHandle:
     def waitables(self) -> list[Any]:
         return [] if self._finished else [self.r]
 
-    def read(self, ready: set[Any]) -> list[dict[str, Any]]:
+    def read(self, ready: set[Any]) -> list[messages.Event]:
         try:
             while os.read(self.r, 4096):
                 pass
@@ -202,7 +202,7 @@ class DaskHandle:
             if done:
                 assert self._exit is not None
                 if self._exit.get("reason"):
-                    out.append(crash_event(self._exit["reason"]))
+                    out.append(messages.crash(self._exit["reason"]))
                 out.append(self._exit)
         if done:
             self.cluster.handles.pop(self.key, None)
@@ -294,7 +294,7 @@ def run_attempt(
 
     from distributed import Event, get_client, get_worker
 
-    from flowmancer.spawn import fork_child, raw_event
+    from flowmancer.process import fork_child
     from flowmancer.worker import child_main
 
     if os.path.isdir(rootdir) and rootdir not in sys.path:
@@ -337,7 +337,7 @@ def run_attempt(
     conn_open = True
     while True:
         ready = wait([proc.sentinel, raw_r] + ([conn] if conn_open else []))
-        events: list[dict[str, Any]] = []
+        events: list[messages.Event] = []
         if conn in ready or proc.sentinel in ready:
             try:
                 while conn_open and conn.poll():
@@ -354,7 +354,7 @@ def run_attempt(
             pass
         *lines, buf = buf.split(b"\n")
         if lines:
-            events.append(raw_event(lines))
+            events.append(messages.raw(lines))
         if events:
             worker.log_event(topic, {"key": key, "events": events})
             batches += 1
@@ -362,7 +362,7 @@ def run_attempt(
             break
     stop.set()
     if buf:
-        worker.log_event(topic, {"key": key, "events": [raw_event([buf])]})
+        worker.log_event(topic, {"key": key, "events": [messages.raw([buf])]})
         batches += 1
     os.close(raw_r)
     return {"exitcode": proc.join(), "batches": batches}
