@@ -219,7 +219,7 @@ def _run(
         traceback.print_exc()
         return int(ExitCode.INTERNAL_ERROR), None
     try:
-        config.hook.flowmancer_configure(config=config)
+        config.hook.flowmancer_configure.call_historic(kwargs={"config": config})
         try:
             code = config.hook.flowmancer_cmdline_main(config=config)
         finally:

@@ -33,6 +33,7 @@ from .jobdef import LoadedJobDef, problems_from_validation
 from .loggers.file import FileLogger  # noqa: F401 - registers the built-in class
 from .loggers.logger import Logger
 from .markers import hookimpl
+from .pluginmanager import hook_problems
 from .registry import Registry, class_file
 
 if TYPE_CHECKING:
@@ -160,11 +161,17 @@ class HookProxy:
             setattr(self, name, getattr(obj, name))
 
 
-def register_as_plugin(config: Config, obj: Any, name: str, origin: str) -> None:
-    """Make a component's ``@hookimpl`` methods hook implementations for this run."""
+def register_as_plugin(config: Config, obj: Any, name: str, origin: str) -> list[Problem]:
+    """Make a component's ``@hookimpl`` methods hook implementations for this run; what is wrong with its
+    ``flowmancer_*`` methods (a misspelt hook, a missing ``@hookimpl``) is a job definition problem, as in
+    any other plugin. Its ``flowmancer_configure`` runs when it is registered (the hook is historic)."""
+    problems = hook_problems(obj, name)
+    if problems:
+        return problems
     if _hookimpl_names(obj) and not config.pluginmanager.has_plugin(name):
         config.pluginmanager.register(HookProxy(obj), name)
         config.pluginmanager.origins[name] = origin
+    return []
 
 
 @hookimpl
@@ -183,7 +190,9 @@ def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> list[Probl
         if isinstance(obj, Extension):
             comps.extensions[name] = obj
     for name, ext in comps.extensions.items():  # an extension with @hookimpl methods is a plugin too
-        register_as_plugin(config, ext, f"extension:{name}", f"the YAML extensions: block ({type(ext).__name__})")
+        problems += register_as_plugin(
+            config, ext, f"extension:{name}", f"the YAML extensions: block ({type(ext).__name__})"
+        )
     if model.checkpointer is not None:
         c = model.checkpointer
         obj, found = build(config, jobdef, "checkpointer", "checkpointer", "", c.checkpointer, c.parameters)
@@ -218,7 +227,7 @@ def _to_loggers(job: Job, evt: Any) -> None:
 @hookimpl
 def flowmancer_task_start(job: Job, task: TaskRun) -> None:
     if get(job.config).started:
-        _to_loggers(job, LogStartEvent(task.name, task.attempt, task.stash.get("start", time.time())))
+        _to_loggers(job, LogStartEvent(task.name, task.attempt, task.started_at or time.time()))
 
 
 @hookimpl

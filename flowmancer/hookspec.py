@@ -11,7 +11,7 @@ module (a built-in, a ``-p`` module, an entry point of the ``flowmancer`` group 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 from pluggy import HookspecMarker
 
@@ -46,9 +46,12 @@ def flowmancer_addconfig(schema: ConfigSchema) -> None:
     """
 
 
-@hookspec
+@hookspec(historic=True)
 def flowmancer_configure(config: Config) -> None:
-    """Arguments are parsed and plugins loaded: set up state for the run (store it on ``config.stash``)."""
+    """Arguments are parsed and plugins loaded: set up state for the run (store it on ``config.stash``).
+
+    Historic: a plugin registered later (an extension of the job YAML with ``@hookimpl`` methods, a plugin
+    registered by another) gets it at once when it is registered."""
 
 
 @hookspec
@@ -89,9 +92,10 @@ def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> Optional[l
 
 @hookspec
 def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
-    """The job is loaded and valid: deselect or reorder tasks before anything starts.
+    """The job is loaded and valid: deselect tasks before anything starts.
 
-    Mark a task ``task.state = ExecutionState.SKIPPED`` to leave it out; its dependents treat it as done.
+    ``job.deselect(task, reason)`` leaves a task out (SKIPPED; its dependents treat it as done). Never set
+    ``task.state`` directly: ``job.set_state`` calls ``flowmancer_task_transition``, which plugins rely on.
     """
 
 
@@ -159,8 +163,9 @@ def flowmancer_task_spawn(job: Job, task: TaskRun) -> Optional[TaskHandle]:
 
 
 @hookspec(firstresult=True)
-def flowmancer_task_timeout(job: Job, task: TaskRun) -> Optional[float]:
-    """Seconds the attempt of ``task`` that is starting may run; ``None`` for no limit.
+def flowmancer_task_timeout(job: Job, task: TaskRun) -> Union[float, Literal[False], None]:
+    """Seconds the attempt of ``task`` that is starting may run; ``False`` for no limit whatever the job
+    says, ``None`` to leave the decision to the next plugin.
 
     When it runs longer it is stopped (SIGTERM: ``on_abort`` runs in the task; SIGKILL after a grace
     period), and the attempt fails with "timed out after N s". The built-in ``timeout`` plugin answers
@@ -190,11 +195,23 @@ def flowmancer_task_shared_dict(job: Job, task: TaskRun, key: Any, value: Any, d
 
 
 @hookspec(firstresult=True)
-def flowmancer_task_retry(job: Job, task: TaskRun, result: TaskResult) -> Optional[float]:
-    """An attempt failed: return the delay in seconds before the next attempt, or ``None`` for no retry.
+def flowmancer_task_retry(job: Job, task: TaskRun, result: TaskResult) -> Union[float, Literal[False], None]:
+    """An attempt failed: may it be retried, and after how long?
 
-    The built-in ``retry`` plugin applies ``max_attempts`` and ``backoff``; a ``trylast`` default, so
-    a plugin of yours decides first.
+    Return the delay in seconds before the next attempt, ``False`` for no retry (a rule that forbids one:
+    "retry only ConnectionError"), or ``None`` to leave the decision to the next plugin. The built-in
+    ``retry`` plugin (``trylast``, so yours decides first) applies ``max_attempts``, ``retry_on``,
+    ``no_retry_on`` and ``backoff``.
+    """
+
+
+@hookspec
+def flowmancer_task_not_run(job: Job, task: TaskRun, result: TaskResult) -> None:
+    """The final report of a task that does not run in this run at all: deselected (``-k``, ``-m``,
+    ``--skip``, ``job.deselect``) or restored as COMPLETED from the checkpoint ``-r`` resumes.
+
+    Called once per such task, after ``flowmancer_job_start`` and before the first task starts. With
+    ``flowmancer_task_finish`` it makes exactly one final report for every task of the job.
     """
 
 

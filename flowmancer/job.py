@@ -44,6 +44,8 @@ class TaskRun:
     result: Optional[TaskResult] = None
     history: list[TaskResult] = field(default_factory=list)
     handle: Optional[TaskHandle] = None
+    #: when its latest attempt started (``time.time()``)
+    started_at: Optional[float] = None
     stash: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -174,6 +176,12 @@ class Job:
 
     def __len__(self) -> int:
         return len(self.tasks)
+
+    def deselect(self, task: TaskRun, reason: str = "deselected") -> None:
+        """Leave ``task`` out of this run (``flowmancer_collection_modifytasks``): SKIPPED, with ``reason`` as
+        its result's error; its dependents treat it as done. It gets ``flowmancer_task_not_run``."""
+        self.set_state(task, ExecutionState.SKIPPED)
+        task.result = TaskResult(name=task.name, state=ExecutionState.SKIPPED, error=reason)
 
     def stop(self, abort: bool = False, reason: str = "") -> None:
         """Start no new task (tasks waiting for a retry will not retry); with ``abort``, stop running ones

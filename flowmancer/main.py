@@ -8,6 +8,7 @@ from typing import Optional
 from .collect import collect_directories, collect_packages
 from .config import Config
 from .errors import UsageError
+from .events import TaskResult
 from .exitcode import ExitCode
 from .job import Job, build_job
 from .jobdef import ConfigSchema, load_jobdef
@@ -65,6 +66,10 @@ def flowmancer_cmdline_main(config: Config) -> int:
     config.job = job
     hook.flowmancer_collection_modifytasks(config=config, job=job)
     hook.flowmancer_job_start(job=job)
+    for t in job:
+        if t.state.is_final:  # deselected or restored: their one final report
+            result = t.result or TaskResult(name=t.name, state=t.state, attempt=t.attempt)
+            hook.flowmancer_task_not_run(job=job, task=t, result=result)
     try:
         hook.flowmancer_runjob(job=job)
     finally:

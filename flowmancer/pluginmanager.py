@@ -141,33 +141,41 @@ class FlowmancerPluginManager(pluggy.PluginManager):
 
     def validate(self) -> None:
         """Like ``check_pending()``, with messages that name the file, the hook and the likely fix."""
-        known = set(hookspec.all_hook_names())
         problems = []
         for name, plugin in self.list_name_plugin():
             if plugin is None or self.origins.get(name) == "builtin":
                 continue
-            where = _plugin_file(plugin) or name
-            for attr in dir(plugin):
-                if not attr.startswith("flowmancer_"):
-                    continue
-                fn = getattr(plugin, attr, None)
-                if not callable(fn):
-                    continue
-                if attr not in known:
-                    close = closest(attr, sorted(known))
-                    hint = f"did you mean '{close}'?" if close else "see flowmancer/hookspec.py for the hooks"
-                    problems.append(Problem(f"unknown hook '{attr}' in plugin {name}", _loc(where, fn), hint=hint))
-                elif not hasattr(fn, "flowmancer_impl"):
-                    problems.append(
-                        Problem(
-                            f"'{attr}' in plugin {name} is not marked as a hook implementation",
-                            _loc(where, fn),
-                            hint="decorate it with @flowmancer.hookimpl",
-                        )
-                    )
+            problems += hook_problems(plugin, name)
         if problems:
             raise PluginError(problems)
         self.check_pending()
+
+
+def hook_problems(plugin: Any, name: str) -> list[Problem]:
+    """What is wrong with the ``flowmancer_*`` attributes of ``plugin`` (a module or an object): a name that
+    is no hook, or a hook function not marked with ``@hookimpl`` (pluggy would ignore it silently)."""
+    known = set(hookspec.all_hook_names())
+    where = _plugin_file(plugin) or name
+    problems = []
+    for attr in dir(plugin):
+        if not attr.startswith("flowmancer_"):
+            continue
+        fn = getattr(plugin, attr, None)
+        if not callable(fn):
+            continue
+        if attr not in known:
+            close = closest(attr, sorted(known))
+            hint = f"did you mean '{close}'?" if close else "see flowmancer/hookspec.py for the hooks"
+            problems.append(Problem(f"unknown hook '{attr}' in plugin {name}", _loc(where, fn), hint=hint))
+        elif not hasattr(fn, "flowmancer_impl"):
+            problems.append(
+                Problem(
+                    f"'{attr}' in plugin {name} is not marked as a hook implementation",
+                    _loc(where, fn),
+                    hint="decorate it with @flowmancer.hookimpl",
+                )
+            )
+    return problems
 
 
 class _EntryPointOrigin:

@@ -53,9 +53,9 @@ class LiveStatus:
             counts.append(f"{waiting} waiting")
         head = f"── {now - job.start_time:6.1f}s · " + " · ".join(counts) + " ──"
         out = [head]
-        running = sorted(job.running.values(), key=lambda t: t.stash.get("start", now))
+        running = sorted(job.running.values(), key=lambda t: t.started_at or now)
         for t in running[:MAX_SHOWN]:
-            elapsed = now - t.stash.get("start", now)
+            elapsed = now - (t.started_at or now)
             out.append(f"  ▸ {printable(t.name)}  attempt {t.attempt}/{t.max_attempts}  {elapsed:.1f}s")
         if len(running) > MAX_SHOWN:
             out.append(f"  … and {len(running) - MAX_SHOWN} more running")

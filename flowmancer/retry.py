@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Optional
+from typing import Literal, Optional, Union
 
 from .events import TaskResult
 from .job import Job, TaskRun
@@ -37,13 +37,13 @@ def failure_names(result: TaskResult) -> set[str]:
 
 
 @hookimpl(trylast=True)
-def flowmancer_task_retry(job: Job, task: TaskRun, result: TaskResult) -> Optional[float]:
+def flowmancer_task_retry(job: Job, task: TaskRun, result: TaskResult) -> Union[float, Literal[False]]:
     s = task.settings
     if task.attempt >= s.max_attempts:
-        return None
+        return False
     names = failure_names(result)
     if names & set(s.no_retry_on):
-        return None
+        return False
     if s.retry_on is not None and not names & set(s.retry_on):
-        return None
+        return False
     return retry_delay(task.attempt, s.backoff, s.backoff_factor, s.backoff_max, s.backoff_jitter)

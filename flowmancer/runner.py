@@ -7,86 +7,35 @@ deciding whether it may run (its trigger rule) costs O(1) per event whatever the
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import heapq
-import itertools
-import os
 import pickle
 import selectors
-import signal
-import threading
 import time
 from typing import Any, Optional
 
 from . import messages
 from .events import ExecutionState, LogRecord, Severity, TaskResult
-from .executor import TaskHandle, describe_exit
+from .executor import TaskHandle
 from .job import Job, TaskRun
 from .markers import hookimpl
+from .outcome import AttemptFacts, Stop, aborted_error, result_of
+from .signalwatch import SignalWatch
+from .timers import Kind, Timers
+from .triggers import BAD, decide
+
+__all__ = ["Scheduler", "decide"]
 
 S = ExecutionState
 #: the longest the scheduler waits at once (epoll's limit is ~24.8 days; a timer further away is waited for
 #: in slices)
 MAX_WAIT = 3600.0
-_SATISFIED = (S.COMPLETED, S.SKIPPED)
-_BAD = (S.FAILED, S.DEFAULTED, S.ABORTED)
-
-
-class _SignalWatch:
-    """Turns SIGINT, SIGTERM and SIGHUP into a readable pipe so the loop wakes up and aborts in an orderly way."""
-
-    def __init__(self) -> None:
-        self.r, self.w = os.pipe()
-        os.set_blocking(self.r, False)
-        os.set_blocking(self.w, False)
-        self.signals: list[int] = []
-        self._old: dict[int, Any] = {}
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        self.signals.append(signum)
-        try:
-            os.write(self.w, b"!")
-        except OSError:
-            pass
-
-    def __enter__(self) -> _SignalWatch:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                self._old[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        os.close(self.r)
-        os.close(self.w)
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.r, 64):
-                pass
-        except BlockingIOError:
-            pass
-
-
-def decide(rule: str, total: int, done: int, bad: int, failed: int) -> Optional[str]:
-    """What a task's trigger rule says given its dependencies: "run", "default", "skip" or wait (None).
-
-    ``done``: dependencies in a final state; ``bad``: of those FAILED, DEFAULTED or ABORTED; ``failed``:
-    of those FAILED.
-    """
-    if rule == "all_success":
-        return "default" if bad else ("run" if done == total else None)
-    if rule == "all_done":
-        return "run" if done == total else None
-    if rule == "one_failed":
-        return "run" if bad else ("skip" if done == total else None)
-    if rule == "none_failed":
-        return "default" if failed else ("run" if done == total else None)
-    raise ValueError(f"unknown trigger rule {rule!r}")
 
 
 class Scheduler:
+    """Runs one job: starts what may start, watches what runs, settles what ends, until all is final."""
+
     def __init__(self, job: Job) -> None:
         self.job = job
         self.hook = job.hook
@@ -94,7 +43,7 @@ class Scheduler:
         self.bad: dict[str, int] = {}
         self.failed: dict[str, int] = {}
         self.ready: list[tuple[int, str]] = []  # heap by YAML order
-        self.timers: list[tuple[float, int, str, str, int]] = []  # (when, seq, kind, task, attempt)
+        self.timers = Timers()
         self.selector = selectors.DefaultSelector()
         #: watched fd -> {id(handle): (waitable, task, handle)}: a waitable may be shared (see _watch)
         self.by_fd: dict[int, dict[int, tuple[Any, TaskRun, TaskHandle]]] = {}
@@ -102,26 +51,22 @@ class Scheduler:
         self.waiting: dict[int, tuple[TaskRun, TaskHandle]] = {}  # handles whose waitables may change unseen
         #: attempts that reported success and were settled while their process still exits: id -> (task, handle)
         self.lingering: dict[int, tuple[TaskRun, TaskHandle]] = {}
-        self.finished_events: dict[str, messages.FinishedEvent] = {}
-        self.broken: dict[str, str] = {}  # task -> what it sent that could not be read (its attempt fails)
+        self.facts: dict[str, AttemptFacts] = {}  # task -> what is known of its running attempt
         self.open = 0  # tasks not yet in a final state
         self.aborting = False
         self._stop_done = False
-        self._seq = itertools.count()
         #: seconds a task stopped by an abort or a timeout has to run on_abort before it is killed
         self.grace = job.jobdef.model.config.abort_grace_seconds
         self.fd_budget = _fd_budget()
 
     # -- dependency bookkeeping ----------------------------------------------------------------
 
-    def _timer(self, delay: float, kind: str, task: TaskRun) -> None:
-        heapq.heappush(
-            self.timers, (time.monotonic() + max(0.0, delay), next(self._seq), kind, task.name, task.attempt)
-        )
+    def _timer(self, delay: float, kind: Kind, task: TaskRun) -> None:
+        self.timers.add(delay, kind, task.name, task.attempt)
 
     def _count(self, dependent: str, state: ExecutionState) -> None:
         self.done[dependent] += 1
-        if state in _BAD:
+        if state in BAD:
             self.bad[dependent] += 1
         if state is S.FAILED:
             self.failed[dependent] += 1
@@ -139,7 +84,7 @@ class Scheduler:
             heapq.heappush(self.ready, (task.index, task.name))
         elif action in ("default", "skip"):
             state = S.DEFAULTED if action == "default" else S.SKIPPED
-            culprits = [d for d in task.dependencies if self.job.tasks[d].state in _BAD]
+            culprits = [d for d in task.dependencies if self.job.tasks[d].state in BAD]
             why = (
                 f"not run: upstream task '{culprits[0]}' {self.job.tasks[culprits[0]].state.value.lower()}"
                 if action == "default"
@@ -198,14 +143,15 @@ class Scheduler:
 
     def _spawn(self, task: TaskRun) -> None:
         task.attempt += 1
-        task.stash["start"] = time.time()
+        task.started_at = time.time()
+        self.facts[task.name] = AttemptFacts(task.started_at)
         handle = self.hook.flowmancer_task_spawn(job=self.job, task=task)
         task.handle = handle
         self.job.running[task.name] = task
         self.registered[id(handle)] = {}
         self.job.set_state(task, S.RUNNING)
         timeout = self.hook.flowmancer_task_timeout(job=self.job, task=task)
-        if timeout:
+        if timeout is not None and timeout is not False and timeout > 0:  # False: no limit (see the hook)
             self._timer(float(timeout), "timeout", task)
         self.hook.flowmancer_task_start(job=self.job, task=task)
 
@@ -268,10 +214,9 @@ class Scheduler:
             elif ev["event"] == "unreadable":
                 self._unreadable(task, f"a message from the task could not be read: {ev['error']}")
             elif ev["event"] == "finished":
-                self.finished_events[task.name] = ev
-                settle = (
-                    ev["ok"] and not self.aborting and "timed_out" not in task.stash and task.name not in self.broken
-                )
+                facts = self.facts[task.name]
+                facts.finished = ev
+                settle = facts.may_settle_early(self.aborting)
             elif ev["event"] == "exit":
                 self._forget(handle)
                 self._attempt_over(task, ev.get("exitcode"))
@@ -279,7 +224,7 @@ class Scheduler:
         if settle:
             # Its code is done: settle now and let dependents start while the process tears down. Output it
             # wrote below Python before reporting is in the pipe already: log it first.
-            for late in getattr(handle, "drain", list)():
+            for late in getattr(handle, "drain", list)():  # optional for a handle not made from TaskHandle
                 if late["event"] == "log":
                     self._log(task, late)
             self.lingering[id(handle)] = (task, handle)
@@ -303,7 +248,9 @@ class Scheduler:
 
     def _unreadable(self, task: TaskRun, error: str) -> None:
         """The task sent what the runner cannot read: its attempt fails with that, whatever it reports."""
-        self.broken.setdefault(task.name, error)
+        facts = self.facts[task.name]
+        if facts.unreadable is None:
+            facts.unreadable = error
 
     def _log(self, task: TaskRun, ev: messages.LogEvent) -> None:
         sev = Severity(ev["severity"])
@@ -311,52 +258,19 @@ class Scheduler:
             rec = LogRecord(task.name, task.attempt, ev["stream"], sev, line, ev["ts"])
             self.hook.flowmancer_task_log(job=self.job, task=task, record=rec)
 
-    def _result(self, task: TaskRun, exitcode: Optional[int]) -> TaskResult:
-        fin = self.finished_events.pop(task.name, None)
-        result = TaskResult(
-            name=task.name,
-            state=S.COMPLETED,
-            attempt=task.attempt,
-            start=task.stash.get("start"),
-            end=time.time(),
-            exitcode=exitcode,
-        )
-        timed_out = task.stash.pop("timed_out", None)
-        broken = self.broken.pop(task.name, None)
-        if timed_out is not None:
-            result.state, result.failure_kind = S.FAILED, "timeout"
-            result.error = f"timed out after {timed_out:g} s"
-        elif fin is None:
-            result.state = S.ABORTED if self.aborting else S.FAILED
-            result.failure_kind = "crash"
-            result.error = describe_exit(exitcode) if not self.aborting else f"aborted ({describe_exit(exitcode)})"
-        elif broken is not None and not fin["aborted"]:
-            result.state, result.failure_kind, result.error = S.FAILED, "exception", broken
-        elif fin["aborted"] or (self.aborting and not fin["ok"]):
-            result.state = S.ABORTED
-            if self.job.interrupted:
-                result.error = f"aborted by {_signame(self.job.interrupted)}"
-            elif self.aborting:
-                result.error = f"aborted ({self.job.stop_reason or 'stop requested'})"
-            else:
-                result.error = "aborted: the task process received SIGTERM"
-        elif not fin["ok"]:
-            result.state = S.FAILED
-            result.error, result.traceback = fin["error"], fin["traceback"]
-            result.failure_kind = fin.get("kind") or "exception"
-            result.exception_types = tuple(fin.get("exc_types") or ())
-        return result
+    def _stop(self) -> Stop:
+        return Stop(self.aborting, self.job.interrupted, self.job.stop_reason)
 
     def _attempt_over(self, task: TaskRun, exitcode: Optional[int]) -> None:
         task.handle = None
         del self.job.running[task.name]
-        result = self._result(task, exitcode)
-        delay: Optional[float] = None
+        result = result_of(task.name, task.attempt, self.facts.pop(task.name), exitcode, self._stop())
+        delay: Any = None
         if result.state is S.FAILED and not self.aborting:
             delay = self.hook.flowmancer_task_retry(job=self.job, task=task, result=result)
         task.result = result
         task.history.append(result)
-        if delay is not None:
+        if delay is not None and delay is not False:  # False: a plugin forbids it (see the hook)
             result.will_retry = True
             result.retry_delay = float(delay)
             self.job.set_state(task, S.PENDING)
@@ -368,16 +282,15 @@ class Scheduler:
         self._settle(task)
 
     def _fire_timers(self) -> None:
-        now = time.monotonic()
-        while self.timers and self.timers[0][0] <= now:
-            _, _, kind, name, attempt = heapq.heappop(self.timers)
+        for timer in self.timers.due():
+            kind, name = timer.kind, timer.task
             task = self.job.tasks[name]
-            current = task.attempt == attempt and task.handle is not None
+            current = task.attempt == timer.attempt and task.handle is not None
             if kind == "retry":
                 heapq.heappush(self.ready, (task.index, name))
             elif kind == "timeout" and current:
                 assert task.handle is not None
-                task.stash["timed_out"] = self.hook.flowmancer_task_timeout(job=self.job, task=task)
+                self.facts[name].timed_out = timer.seconds
                 task.handle.terminate()  # on_abort runs in the task; then it is killed if still there
                 self._timer(self.grace, "kill", task)
             elif kind == "kill" and current:
@@ -406,13 +319,8 @@ class Scheduler:
             if t.handle is not None:
                 t.handle.terminate()
                 self._timer(self.grace, "kill", t)
-        waiting = [entry for entry in self.timers if entry[2] == "retry"]
-        self.timers = [entry for entry in self.timers if entry[2] != "retry"]
-        heapq.heapify(self.timers)
-        for *_, name, _attempt in waiting:  # waiting for a retry: that attempt was the last
-            t = self.job.tasks[name]
-            self.job.set_state(t, S.ABORTED)
-            self.open -= 1
+        for timer in self.timers.take("retry"):  # waiting for a retry: that attempt was the last
+            self._retry_called_off(self.job.tasks[timer.task], S.ABORTED, aborted_error(self._stop()))
         self.ready.clear()
 
     def _read_waiting(self) -> bool:
@@ -429,20 +337,28 @@ class Scheduler:
         if not self.job.stopping or self._stop_done:
             return
         self._stop_done = True
-        for *_, name, _attempt in [e for e in self.timers if e[2] == "retry"]:
-            t = self.job.tasks[name]
-            self.job.set_state(t, S.FAILED)
-            self.open -= 1
-        self.timers = [e for e in self.timers if e[2] != "retry"]
-        heapq.heapify(self.timers)
+        for timer in self.timers.take("retry"):  # they give up: their last attempt's failure stands
+            self._retry_called_off(self.job.tasks[timer.task], S.FAILED, None)
         self.ready.clear()
         if self.job.abort_requested and not self.aborting:
             self._abort(0)
 
-    def _retry_pending(self) -> bool:
-        return any(entry[2] == "retry" for entry in self.timers)
+    def _retry_called_off(self, task: TaskRun, state: ExecutionState, error: Optional[str]) -> None:
+        """A task waiting to retry will not: its last attempt's report becomes its final one (``will_retry``
+        false), in ``flowmancer_task_finish`` like any other."""
+        last = task.result or TaskResult(name=task.name, state=state, attempt=task.attempt)
+        final = dataclasses.replace(last, state=state, will_retry=False, retry_delay=None, error=error or last.error)
+        task.result = final
+        if task.history and task.history[-1] is last:
+            task.history[-1] = final
+        self.job.set_state(task, state)
+        self.hook.flowmancer_task_finish(job=self.job, task=task, result=final)
+        self.open -= 1
 
-    def _take_signals(self, sigs: _SignalWatch) -> None:
+    def _retry_pending(self) -> bool:
+        return self.timers.has("retry")
+
+    def _take_signals(self, sigs: SignalWatch) -> None:
         while sigs.signals:
             self._abort(sigs.signals.pop(0))
 
@@ -467,7 +383,7 @@ class Scheduler:
         while stack:  # defaulted or skipped right away: settle their dependents too
             self.open += 1
             self._settle(stack.pop())
-        with _SignalWatch() as sigs, self.selector:
+        with SignalWatch() as sigs, self.selector:
             self.selector.register(sigs.r, selectors.EVENT_READ)
             while self.open > 0 or job.running or self.lingering:
                 if self.aborting and not job.running and not self.lingering:
@@ -480,7 +396,7 @@ class Scheduler:
                     if self.ready and not job.stopping:
                         raise RuntimeError("a flowmancer_task_can_start hook refuses every task while none runs")
                     break  # what timers are left belong to attempts that are over
-                timeout = None if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
+                timeout = self.timers.wait()
                 wake = [w for w in self.hook.flowmancer_runjob_idle(job=job) if w is not None]
                 if wake:
                     timeout = min(wake) if timeout is None else min(timeout, *wake)
@@ -521,10 +437,6 @@ def _fd_budget() -> int:
     except ImportError:  # not on POSIX
         limit = 2048
     return max(1, (limit - 64) // 4)
-
-
-def _signame(signum: Optional[int]) -> str:
-    return signal.Signals(signum).name if signum else "request"
 
 
 @hookimpl(trylast=True)

@@ -10,7 +10,6 @@ from typing import Callable
 
 from .config import Config
 from .errors import UsageError, closest
-from .events import ExecutionState, TaskResult
 from .expression import Expression
 from .job import Job, TaskRun
 from .markers import hookimpl
@@ -100,8 +99,7 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
     keep -= set(skip)
     for t in job:
         if t.name not in keep and not t.state.is_final:
-            job.set_state(t, ExecutionState.SKIPPED)
-            t.result = TaskResult(name=t.name, state=ExecutionState.SKIPPED, error="deselected")
+            job.deselect(t)
             job.stash.setdefault(DESELECTED, []).append(t.name)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Union
 
 from .job import Job, TaskRun
 from .markers import hookimpl
 
 
 @hookimpl(trylast=True)
-def flowmancer_task_timeout(job: Job, task: TaskRun) -> Optional[float]:
-    return task.settings.timeout
+def flowmancer_task_timeout(job: Job, task: TaskRun) -> Union[float, Literal[False]]:
+    timeout = task.settings.timeout
+    return False if timeout is None else timeout
