@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import components
@@ -27,8 +27,9 @@ from .events import ExecutionState, TaskResult
 from .files import file_name
 from .job import Job, TaskRun
 from .markers import hookimpl
+from .stash import StashKey
 
-STASH_KEY = "flowmancer.checkpoint"
+STASH_KEY = StashKey["_State"]("flowmancer.checkpoint")
 S = ExecutionState
 KEY = "checkpointer"
 #: while a custom checkpointer's write is under way and the state changed meanwhile, look again this soon
@@ -39,7 +40,6 @@ REWRITE_CHECK_SECONDS = 0.05
 class _State:
     cp: Checkpointer
     journal: bool  # a FileCheckpointer: append changes as they happen
-    header: list[str] = field(default_factory=list)
     writing: bool = False
     dirty: bool = False
     failed: Optional[BaseException] = None  # a custom checkpointer's write failed (set on the loop thread)
@@ -117,24 +117,24 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
         if st.lock.fd is not None:
             job.hold_fds.append(st.lock.fd)
         if st.lock.warning:
-            st.header.append(st.lock.warning)
+            job.notes.append(st.lock.warning)
     if not config.option.restart:
         return
     if config.getoption("fresh"):
-        st.header.append("--fresh: starting over; the checkpoint of the last run is replaced")
+        job.notes.append("--fresh: starting over; the checkpoint of the last run is replaced")
         return
     try:
         contents = _read(config, st.cp, job.name)
     except NoCheckpointAvailableError as exc:
-        st.header.append(f"-r: no checkpoint for job '{job.name}' ({exc}); starting a new run")
+        job.notes.append(f"-r: no checkpoint for job '{job.name}' ({exc}); starting a new run")
         legacy = config.rootdir / ".flowmancer" / "flowmancer.jsonl"
         if "name" not in job.jobdef.model.config.model_fields_set and legacy.exists():
-            st.header.append(
+            job.notes.append(
                 f"-r: {legacy} is the checkpoint of a job without config.name written by an earlier flowmancer "
                 "(unnamed jobs now have one each): set `config: {name: flowmancer}` once to resume it"
             )
         return
-    restore(job, contents, st.header)
+    restore(job, contents, job.notes)
 
 
 def _read(config: Config, cp: Checkpointer, name: str) -> CheckpointContents:
@@ -170,7 +170,7 @@ def restore(job: Job, contents: CheckpointContents, notes: list[str]) -> None:
     for t in job:
         s = state_of.get(t.name)
         if s is not None:
-            t.stash["checkpoint_state"] = s  # for --dry-run and --graph
+            t.checkpoint_state = s
         if t.state.is_final:  # deselected by --skip/--only: the selection wins
             continue
         if s == S.COMPLETED.value:
@@ -195,11 +195,6 @@ def restore(job: Job, contents: CheckpointContents, notes: list[str]) -> None:
         notes.append(f"WARNING: tasks in the checkpoint but no longer in the job, dropped: {', '.join(removed)}")
     if dropped:
         notes.append(f"WARNING: shared_dict values that could not be checkpointed, not restored: {', '.join(dropped)}")
-
-
-@hookimpl
-def flowmancer_report_header(config: Config, job: Job) -> list[str]:
-    return _state(config).header
 
 
 # -- writing ------------------------------------------------------------------------------------------
@@ -306,7 +301,7 @@ def _as_error(job: Job, st: _State, exc: BaseException) -> BaseException:
 
 @hookimpl
 def flowmancer_runjob_idle(job: Job) -> Optional[float]:
-    st: Optional[_State] = job.config.stash.get(STASH_KEY)
+    st = job.config.stash.get(STASH_KEY)
     if st is None or st.journal:
         return None
     if st.failed is not None:
@@ -319,7 +314,7 @@ def flowmancer_runjob_idle(job: Job) -> Optional[float]:
 
 @hookimpl
 def flowmancer_job_finish(job: Job, exitcode: int) -> None:
-    st: Optional[_State] = job.config.stash.get(STASH_KEY)
+    st = job.config.stash.get(STASH_KEY)
     if st is None:
         return
     success = exitcode == 0
@@ -338,6 +333,6 @@ def flowmancer_job_finish(job: Job, exitcode: int) -> None:
 
 @hookimpl
 def flowmancer_unconfigure(config: Config) -> None:
-    st: Optional[_State] = config.stash.get(STASH_KEY)
+    st = config.stash.get(STASH_KEY)
     if st is not None and st.lock is not None:
         st.lock.release()

@@ -155,7 +155,7 @@ def _setup(
     option = parser.parse_args(list(argv))
     variables = {**(extra_vars or {}), **parse_vars(option.var)}
     config = Config(pm, option, rootdir, jobdef_path, variables, Path.cwd())
-    config.stash["argv"] = list(argv)
+    config.argv = list(argv)
     config.settings = settings
     settings.env_addopts = env_addopts
     return config

@@ -35,11 +35,12 @@ from .loggers.logger import Logger
 from .markers import hookimpl
 from .pluginmanager import hook_problems
 from .registry import Registry, class_file
+from .stash import StashKey
 
 if TYPE_CHECKING:
     from .asyncbridge import AsyncBridge
 
-STASH_KEY = "flowmancer.components"
+STASH_KEY = StashKey["Components"]("flowmancer.components")
 S = ExecutionState
 
 
@@ -112,10 +113,24 @@ def report_error(key: str, method: str, exc: BaseException) -> None:
 
 
 def get(config: Config) -> Components:
+    """The run's components: what other plugins read (the checkpointer, the event loop) and add to (a
+    default logger, a notifier given with ``-p``) through ``add_logger``/``add_extension``."""
     comps = config.stash.get(STASH_KEY)
     if comps is None:
         comps = config.stash[STASH_KEY] = Components()
     return comps
+
+
+def add_logger(config: Config, name: str, logger: Logger) -> None:
+    """Add a logger as if the YAML ``loggers:`` block named it (before the job starts)."""
+    logger._fm_root = config.rootdir
+    get(config).loggers[name] = logger
+
+
+def add_extension(config: Config, name: str, ext: Extension) -> None:
+    """Add an extension as if the YAML ``extensions:`` block named it (before the job starts)."""
+    ext._fm_root = config.rootdir
+    get(config).extensions[name] = ext
 
 
 def build(

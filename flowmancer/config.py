@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from .stash import Stash
+
 if TYPE_CHECKING:
     from .job import Job
     from .pluginmanager import FlowmancerPluginManager
@@ -116,7 +118,10 @@ class Config:
         self.jobdef_path = jobdef_path
         self.variables = variables
         self.invocation_dir = invocation_dir
-        self.stash: dict[str, Any] = {}
+        #: plugin state for the run: typed with ``flowmancer.stash.StashKey``
+        self.stash = Stash()
+        #: the command-line arguments of the run, as given (``--watch`` reruns with them)
+        self.argv: list[str] = []
         self.job: Optional[Job] = None
         self.settings = Settings()
 

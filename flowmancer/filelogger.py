@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from .components import get
+from .components import add_logger, get
 from .config import Config
 from .errors import Location, Problem
 from .job import Job
@@ -34,11 +34,9 @@ def unwritable(path: Path) -> Optional[str]:
 
 @hookimpl(trylast=True)
 def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> list[Problem]:
-    loggers = get(config).loggers
     if jobdef.model.loggers is None:
-        fl = FileLogger()
-        fl._fm_root = config.rootdir
-        loggers["file-logger"] = fl
+        add_logger(config, "file-logger", FileLogger())
+    loggers = get(config).loggers
     problems = []
     for name, lg in loggers.items():
         if not isinstance(lg, FileLogger):

@@ -19,6 +19,7 @@ from .errors import FlowmancerError, JobDefinitionError, Location, Problem, clos
 from .events import ExecutionState, TaskResult
 from .jobdef import LoadedJobDef, TaskDef, TaskSettings, problems_from_validation
 from .registry import Registry, class_file
+from .stash import Stash
 from .task import Task, TaskInfo
 
 if TYPE_CHECKING:
@@ -46,7 +47,9 @@ class TaskRun:
     handle: Optional[TaskHandle] = None
     #: when its latest attempt started (``time.time()``)
     started_at: Optional[float] = None
-    stash: dict[str, Any] = field(default_factory=dict)
+    #: its state in the checkpoint ``-r`` resumes, if any (``--dry-run`` and ``--graph`` show it)
+    checkpoint_state: Optional[str] = None
+    stash: Stash = field(default_factory=Stash)
 
     @property
     def class_name(self) -> str:
@@ -152,7 +155,10 @@ class Job:
         self.start_time = time.time()
         self.end_time: Optional[float] = None
         self.interrupted: Optional[int] = None  # the signal number that stopped the run
-        self.stash: dict[str, Any] = {}
+        self.stash = Stash()  # plugin state for this job: typed with ``flowmancer.stash.StashKey``
+        #: what plugins found out about this run before it starts (resuming from a checkpoint, ``--fresh``, a
+        #: stale lock): shown under the header and by ``--dry-run``
+        self.notes: list[str] = []
         self.running: dict[str, TaskRun] = {}  # maintained by the scheduler
         self.stopping = False  # start nothing new (e.g. -x after a failure)
         self.abort_requested = False  # also stop the running tasks

@@ -58,7 +58,7 @@ def reason(job: Job, t: TaskRun) -> tuple[bool, str]:
         return False, "completed in the checkpoint (-r)"
     if t.is_restart:
         return True, f"failed in the checkpoint, reruns with on_restart; {deps}"
-    cp = t.stash.get("checkpoint_state")
+    cp = t.checkpoint_state
     if cp:
         return True, f"{cp.lower()} in the checkpoint; {deps}"
     return True, deps
@@ -92,7 +92,7 @@ def listing(job: Job) -> list[str]:
 def _state_for_graph(job: Job, t: TaskRun) -> Optional[str]:
     if t.state is S.SKIPPED:
         return "SKIPPED"
-    cp = t.stash.get("checkpoint_state")
+    cp = t.checkpoint_state
     return str(cp) if cp else None
 
 
@@ -137,7 +137,6 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
         out = graph(job, opt.graph)
     else:
         out = dry_run(job)
-        notes = [ln for lines in config.hook.flowmancer_report_header(config=config, job=job) for ln in lines or ()]
-        out = [n for n in notes if n.startswith(("resuming", "WARNING", "-r:"))] + out
+        out = job.notes + out
     print("\n".join(out))
     return 0

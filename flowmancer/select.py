@@ -13,9 +13,10 @@ from .errors import UsageError, closest
 from .expression import Expression
 from .job import Job, TaskRun
 from .markers import hookimpl
+from .stash import StashKey
 from .stdio import printable
 
-DESELECTED = "select.deselected"
+DESELECTED = StashKey[list[str]]("select.deselected")
 
 
 @hookimpl

@@ -19,6 +19,7 @@ from .lifeline import Guardian
 from .markers import hookimpl
 from .pipes import ConnectionReader, PipeReader, PipeWriter
 from .process import Child, MPChild, block_sigterm, fork_child, start_method, unblock
+from .stash import StashKey
 from .worker import Attempt, child_main, module_files
 
 if TYPE_CHECKING:
@@ -238,9 +239,9 @@ class ProcessHandle(TaskHandle):
 
 # -- the fork server ---------------------------------------------------------------------------------
 
-_SERVER = "spawn.forkserver"
-_GUARDIAN = "spawn.guardian"
-_FILES = "spawn.module_files"
+_SERVER = StashKey[Optional["ForkServer"]]("spawn.forkserver")
+_GUARDIAN = StashKey[Optional[Guardian]]("spawn.guardian")
+_FILES = StashKey[tuple[Any, ...]]("spawn.module_files")
 #: jobs with at least this many tasks get a fork server (its start-up costs about one interpreter start)
 FORK_SERVER_MIN_TASKS = 300
 
@@ -256,8 +257,7 @@ def _server(job: Job) -> Optional[ForkServer]:
     started now when the job is big enough to pay for its start-up (``FLOWMANCER_FORK_SERVER=1``: always;
     ``0``: never)."""
     if _SERVER in job.stash:
-        server: Optional[ForkServer] = job.stash[_SERVER]
-        return server
+        return job.stash[_SERVER]
     wanted = os.environ.get("FLOWMANCER_FORK_SERVER", "")
     server = take_early_server()
     modules: dict[str, Optional[str]] = {}
@@ -283,16 +283,14 @@ def _module_files(job: Job) -> tuple[Any, ...]:
     """The files the app's modules hold (see ``worker.module_files``), found at the job's first direct fork."""
     if _FILES not in job.stash:
         job.stash[_FILES] = module_files(str(job.config.rootdir))
-    files: tuple[Any, ...] = job.stash[_FILES]
-    return files
+    return job.stash[_FILES]
 
 
 def _guardian(job: Job) -> Optional[Guardian]:
     """The job's guardian of the task processes forked here (started with the first of them; Linux)."""
     if _GUARDIAN not in job.stash:
         job.stash[_GUARDIAN] = Guardian(job.hold_fds) if hasattr(os, "pidfd_open") else None
-    guardian: Optional[Guardian] = job.stash[_GUARDIAN]
-    return guardian
+    return job.stash[_GUARDIAN]
 
 
 def _served(job: Job, task: TaskRun, args: tuple[Any, ...], event_w: int, raw_w: Optional[int]) -> Optional[Any]:

@@ -122,6 +122,8 @@ class TerminalReporter:
         for lines in self.config.hook.flowmancer_report_header(config=self.config, job=job):
             for ln in lines or ():
                 self.line(printable(ln))
+        for ln in job.notes:
+            self.line(printable(ln))
 
     @hookimpl
     def flowmancer_runjob_idle(self, job: Job) -> Optional[float]:

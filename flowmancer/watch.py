@@ -65,7 +65,7 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
         return None
     import watchfiles
 
-    argv: list[str] = config.stash.get("argv", [])
+    argv = config.argv
     if config.jobdef_path is not None and not any(a in ("-j", "--jobdef") or a.startswith("--jobdef=") for a in argv):
         argv = ["-j", str(config.jobdef_path), *argv]  # a driver's default job definition
     if "--root" not in argv:

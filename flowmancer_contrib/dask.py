@@ -28,8 +28,9 @@ from flowmancer import hookimpl, messages
 from flowmancer.config import Config
 from flowmancer.errors import Problem, UsageError
 from flowmancer.executor import TaskHandle
+from flowmancer.stash import StashKey
 
-STASH_KEY = "flowmancer_contrib.dask"
+STASH_KEY = StashKey["_Cluster"]("flowmancer_contrib.dask")
 _seq = itertools.count()
 
 
@@ -226,7 +227,7 @@ class DaskHandle(TaskHandle):
 
 @hookimpl(tryfirst=True)
 def flowmancer_task_spawn(job: Any, task: Any) -> Optional[DaskHandle]:
-    cluster: Optional[_Cluster] = job.config.stash.get(STASH_KEY)
+    cluster = job.config.stash.get(STASH_KEY)
     if cluster is None:
         return None
     return DaskHandle(cluster, job, task)
@@ -245,7 +246,7 @@ def flowmancer_job_start(job: Any) -> None:
 
 @hookimpl
 def flowmancer_report_header(config: Config, job: Any) -> list[str]:
-    cluster: Optional[_Cluster] = config.stash.get(STASH_KEY)
+    cluster = config.stash.get(STASH_KEY)
     if cluster is None:
         return []
     address = getattr(cluster.client.scheduler, "address", "?")
@@ -255,7 +256,7 @@ def flowmancer_report_header(config: Config, job: Any) -> list[str]:
 
 @hookimpl
 def flowmancer_unconfigure(config: Config) -> None:
-    cluster: Optional[_Cluster] = config.stash.pop(STASH_KEY, None)
+    cluster = config.stash.pop(STASH_KEY, None)
     if cluster is not None:
         cluster.close()
 

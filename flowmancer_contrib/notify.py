@@ -39,10 +39,9 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
 
 def add_extension(config: Config, name: str, obj: Extension) -> None:
     """Used by the ``-p`` form of a notifier: add it as if it were in the YAML ``extensions:`` block."""
-    from flowmancer.components import get
+    from flowmancer import components
 
-    obj._fm_root = config.rootdir
-    get(config).extensions[name] = obj
+    components.add_extension(config, name, obj)
 
 
 class Notification(Extension):

@@ -7,8 +7,9 @@ prints the slow tasks after the run.
 from __future__ import annotations
 
 from flowmancer import hookimpl
+from flowmancer.stash import StashKey
 
-STASH_KEY = "slowtasks.slow"
+SLOW = StashKey[list[tuple[str, float]]]("slowtasks.slow")  # typed: job.stash[SLOW] is that list
 
 
 @hookimpl
@@ -32,12 +33,12 @@ def _threshold(job):
 @hookimpl
 def flowmancer_task_finish(job, task, result):
     if result.duration > _threshold(job):
-        job.stash.setdefault(STASH_KEY, []).append((task.name, result.duration))
+        job.stash.setdefault(SLOW, []).append((task.name, result.duration))
 
 
 @hookimpl
 def flowmancer_job_finish(job, exitcode):
-    slow = job.stash.get(STASH_KEY, [])
+    slow = job.stash.get(SLOW, [])
     if slow:
         listed = ", ".join(f"{name} ({seconds:.2f}s)" for name, seconds in slow)
         print(f"slowtasks: {len(slow)} slow task(s) over {_threshold(job):g}s: {listed}")
