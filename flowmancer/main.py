@@ -7,11 +7,10 @@ from typing import Optional
 
 from .collect import collect_directories, collect_packages
 from .config import Config
-from .errors import UsageError
 from .events import TaskResult
 from .exitcode import ExitCode
 from .job import Job, build_job
-from .jobdef import ConfigSchema, load_jobdef
+from .jobdef import read_jobdef
 from .lifeline import open_fds, opened_since
 from .markers import hookimpl
 from .registry import Registry
@@ -19,18 +18,7 @@ from .registry import Registry
 
 @hookimpl(trylast=True)
 def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
-    if config.jobdef_path is None:
-        raise UsageError("no job definition given: pass -j/--jobdef PATH")
-    schema = ConfigSchema()
-    config.hook.flowmancer_addconfig(schema=schema)
-    loaded = load_jobdef(
-        config.jobdef_path,
-        config.rootdir,
-        config.variables,
-        schema=schema,
-        config_defaults=config.settings.config,
-        defaults_file=config.settings.path,
-    )
+    loaded = read_jobdef(config)
     cfg = loaded.model.config
     problems = list(loaded.problems)
     before = open_fds()

@@ -16,7 +16,7 @@ from pydantic import Field, create_model
 from .collect import collect_directories, collect_packages
 from .config import Config
 from .errors import JobDefinitionError
-from .jobdef import ConfigSchema, JobDefinition, TaskDef, load_jobdef
+from .jobdef import ConfigSchema, JobDefinition, TaskDef, read_jobdef
 from .markers import hookimpl
 from .registry import Registry
 
@@ -65,7 +65,7 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
     cfg = ConfigSchema()
     config.hook.flowmancer_addconfig(schema=cfg)
     if config.jobdef_path is not None:  # its extension_directories/_packages say where more tasks are
-        loaded = load_jobdef(config.jobdef_path, config.rootdir, config.variables, schema=cfg)
+        loaded = read_jobdef(config)
         dirs, pkgs = loaded.model.config.extension_directories, loaded.model.config.extension_packages
     problems = collect_directories(config.rootdir, dirs) + collect_packages(pkgs)
     if problems:

@@ -38,11 +38,11 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
 def watched_paths(config: Config) -> list[Path]:
     paths = {config.rootdir.resolve()}
     if config.jobdef_path is not None:
-        from .jobdef import load_jobdef
+        from .jobdef import read_jobdef
 
         files = [config.jobdef_path]
         try:
-            loaded = load_jobdef(config.jobdef_path, config.rootdir, config.variables)
+            loaded = read_jobdef(config)
             files = loaded.files or files
             for d in loaded.model.config.extension_directories:
                 folder = (config.rootdir / os.path.expanduser(d)).resolve()

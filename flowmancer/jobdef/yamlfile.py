@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional, Union
 
 import yaml
 
-from .errors import Location, Problem
-from .files import NotRegular, read_regular
+from ..errors import Location, Problem
+from ..files import NotRegular, read_regular
 
 Path_ = tuple[Union[str, int], ...]
 Marks = Dict[Path_, tuple[str, int, int]]  # path -> (file, line, column), made into a Location on demand

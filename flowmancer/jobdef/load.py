@@ -1,0 +1,100 @@
+"""Reading a job definition: the one path every caller takes (a run, ``--schema``, ``--watch``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+from pydantic import ValidationError
+
+from ..errors import JobDefinitionError, Location, Problem, closest
+from .includes import _Loader
+from .models import ConfigSchema, LoadedJobDef
+from .validation import _prune, problems_from_validation
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+
+def load_jobdef(
+    path: Path,
+    rootdir: Path,
+    variables: Optional[Mapping[str, str]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+    schema: Optional[ConfigSchema] = None,
+    config_defaults: Optional[Mapping[str, Any]] = None,
+    defaults_file: Optional[Path] = None,
+) -> LoadedJobDef:
+    """Read, merge, substitute and validate a job definition.
+
+    YAML that cannot be read raises ``JobDefinitionError`` at once. Schema problems are kept in
+    ``LoadedJobDef.problems`` with the invalid parts left out, so later checks still report the rest.
+    """
+    sources = {
+        "ENV": dict(os.environ if environ is None else environ),
+        "VAR": dict(variables or {}),
+        "SYS": {"APP_ROOT_DIR": str(rootdir)},
+    }
+    loader = _Loader(rootdir, sources)
+    data, marks = loader.load(path)
+    if loader.problems and not data:
+        raise JobDefinitionError(loader.problems)
+    problems = list(loader.problems)
+    tasks_raw = data.get("tasks")
+    names = [k if isinstance(k, str) else str(k) for k in tasks_raw] if isinstance(tasks_raw, dict) else []
+
+    root = (schema or ConfigSchema()).job_model()
+    if config_defaults:  # [tool.flowmancer] keys: defaults below what the job's YAML says
+        cfg_model: Any = root.model_fields["config"].annotation
+        for key in config_defaults:
+            if key not in cfg_model.model_fields:
+                close = closest(key, cfg_model.model_fields)
+                problems.append(
+                    Problem(
+                        f"unknown setting '{key}' in [tool.flowmancer]",
+                        Location(str(defaults_file), 1),
+                        hint=f"did you mean '{close}'?"
+                        if close
+                        else "settings there are config: keys, addopts and plugins",
+                    )
+                )
+        known = {k: v for k, v in config_defaults.items() if k in cfg_model.model_fields}
+        own = data.get("config")
+        data = {**data, "config": {**known, **own} if isinstance(own, dict) else (own if own is not None else known)}
+    try:
+        model = root.model_validate(data)
+    except ValidationError as exc:
+        problems += problems_from_validation(exc, marks, root=root)
+        try:
+            model = root.model_validate(_prune(data, exc.errors(include_url=False)))
+        except ValidationError:
+            model = root.model_validate({"tasks": {}})
+    return LoadedJobDef(
+        model=model,
+        marks=marks,
+        path=path.resolve(),
+        files=loader.files,
+        problems=problems,
+        task_names=names,
+        outside_root=loader.outside,
+    )
+
+
+def read_jobdef(config: Config) -> LoadedJobDef:
+    """The run's job definition, as every part of flowmancer reads it: the plugins' ``config:`` keys
+    (``flowmancer_addconfig``) and the ``[tool.flowmancer]`` defaults included."""
+    if config.jobdef_path is None:
+        from ..errors import UsageError
+
+        raise UsageError("no job definition given: pass -j/--jobdef PATH")
+    schema = ConfigSchema()
+    config.hook.flowmancer_addconfig(schema=schema)
+    return load_jobdef(
+        config.jobdef_path,
+        config.rootdir,
+        config.variables,
+        schema=schema,
+        config_defaults=config.settings.config,
+        defaults_file=config.settings.path,
+    )

@@ -1,0 +1,195 @@
+"""What a job YAML may say: the pydantic models of each block, and a loaded job definition.
+
+Plugins add ``config:`` keys through ``ConfigSchema`` (the ``flowmancer_addconfig`` hook).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from ..errors import Location, Problem, closest
+from .yamlfile import Marks, Path_, locate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Trigger = Literal["all_success", "all_done", "one_failed", "none_failed"]
+#: a memory limit above this (1 EiB) is no limit a kernel can set
+MAX_MEMORY_MB = 1 << 40
+#: the longest timeout, backoff or grace period: one year (the scheduler waits in slices of an hour at most)
+MAX_SECONDS = 366 * 86400
+
+
+class TaskSettings(_Strict):
+    """How a task runs: retries, timeout, trigger rule, memory limit. ``config.task_defaults`` sets them for
+    every task; a task's own keys win."""
+
+    max_attempts: int = Field(1, ge=1)
+    backoff: float = Field(0.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="seconds before the 2nd attempt")
+    backoff_factor: float = Field(
+        1.0, ge=1, allow_inf_nan=False, description="each later wait is this many times the previous one"
+    )
+    backoff_max: Optional[float] = Field(
+        None, ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="cap on the wait between attempts"
+    )
+    backoff_jitter: float = Field(0.0, ge=0, le=1, description="randomise each wait by up to this fraction")
+    retry_on: Optional[List[str]] = Field(None, description="retry only these exceptions (or 'timeout', 'crash')")
+    no_retry_on: List[str] = Field(default_factory=list, description="never retry these exceptions")
+    timeout: Optional[float] = Field(
+        None, gt=0, le=MAX_SECONDS, allow_inf_nan=False, description="seconds an attempt may run before it is stopped"
+    )
+    trigger: Trigger = "all_success"
+    memory_limit_mb: Optional[int] = Field(
+        None, gt=0, le=MAX_MEMORY_MB, description="MB the task process may allocate beyond what it starts with"
+    )
+
+
+class ConfigDef(_Strict):
+    name: str = "flowmancer"
+    max_concurrency: int = 0
+    extension_directories: List[str] = Field(default_factory=list)
+    extension_packages: List[str] = Field(default_factory=list)
+    task_defaults: TaskSettings = Field(default_factory=lambda: TaskSettings())
+    abort_grace_seconds: float = Field(
+        5.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="time a stopped task has for on_abort"
+    )
+    # Accepted for compatibility; the scheduler is event driven and has no polling interval.
+    synchro_interval_seconds: float = 0.25
+    loggers_interval_seconds: float = 0.25
+    extensions_interval_seconds: float = 0.25
+    checkpointer_interval_seconds: float = 10.0
+
+    @field_validator("extension_directories", "extension_packages", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return [] if v is None else v
+
+    @field_validator("task_defaults", mode="before")
+    @classmethod
+    def _none_is_default(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+
+class TaskDef(_Strict):
+    task: str
+    dependencies: List[str] = Field(default_factory=list)
+    parameters: Dict[str, Any] = Field(default_factory=dict)
+    tags: List[str] = Field(default_factory=list, description="labels for -m selection")
+    # Unset (None) means "as in config.task_defaults".
+    max_attempts: Optional[int] = Field(None, ge=1)
+    backoff: Optional[float] = Field(None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
+    backoff_factor: Optional[float] = Field(None, ge=1, allow_inf_nan=False)
+    backoff_max: Optional[float] = Field(None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
+    backoff_jitter: Optional[float] = Field(None, ge=0, le=1)
+    retry_on: Optional[List[str]] = None
+    no_retry_on: Optional[List[str]] = None
+    timeout: Optional[float] = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    trigger: Optional[Trigger] = None
+    memory_limit_mb: Optional[int] = Field(None, gt=0, le=MAX_MEMORY_MB)
+
+    @field_validator("dependencies", "parameters", "tags", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any, info: Any) -> Any:
+        if v is None:
+            return {} if info.field_name == "parameters" else []
+        return v
+
+    def settings(self, defaults: TaskSettings) -> TaskSettings:
+        own = {k: getattr(self, k) for k in TaskSettings.model_fields if getattr(self, k) is not None}
+        return defaults.model_copy(update=own)
+
+
+class LoggerDef(_Strict):
+    logger: str
+    parameters: Dict[str, Any] = Field(default_factory=dict)
+
+
+class ExtensionDef(_Strict):
+    extension: str
+    parameters: Dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckpointerDef(_Strict):
+    checkpointer: str
+    parameters: Dict[str, Any] = Field(default_factory=dict)
+
+
+class JobDefinition(_Strict):
+    version: Optional[Union[float, int, str]] = None
+    config: ConfigDef = Field(default_factory=ConfigDef)
+    tasks: Dict[str, TaskDef]
+    loggers: Optional[Dict[str, LoggerDef]] = None
+    extensions: Optional[Dict[str, ExtensionDef]] = None
+    checkpointer: Optional[CheckpointerDef] = None
+    aliases: Any = None
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _none_config(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+
+class ConfigSchema:
+    """Extra ``config:`` keys declared by plugins (``flowmancer_addconfig``), validated like the rest."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, tuple[Any, Any]] = {}
+        self.help: dict[str, str] = {}
+
+    def add(self, name: str, type_: Any, default: Any = ..., help: str = "") -> None:
+        """Declare ``config.<name>`` of type ``type_``; omit ``default`` to make it required."""
+        if name in ConfigDef.model_fields or name in self.fields:
+            raise ValueError(f"config key '{name}' is already defined")
+        self.fields[name] = (type_, Field(default, description=help or None))
+        self.help[name] = help
+
+    def job_model(self) -> type[JobDefinition]:
+        if not self.fields:
+            return JobDefinition
+        cfg: Any = create_model("ConfigDef", __base__=ConfigDef, **self.fields)  # type: ignore[call-overload]
+        model: type[JobDefinition] = create_model(
+            "JobDefinition", __base__=JobDefinition, config=(cfg, Field(default_factory=cfg))
+        )
+        return model
+
+
+#: the keys a job definition file may have at the top
+_JOB_KEYS = frozenset({*JobDefinition.model_fields, "include"})
+
+
+def _not_a_job(data: dict[Any, Any]) -> bool:
+    """No key of ``data`` is a job definition's, nor a misspelling of one (a file included by mistake)."""
+    keys = [str(k) for k in list(data)[:50]]
+    return not set(keys) & _JOB_KEYS and not any(closest(k, _JOB_KEYS) for k in keys if len(k) < 40)
+
+
+# Which model describes the mapping found at a path (for "did you mean" on unknown keys).
+_MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
+    (): JobDefinition,
+    ("config",): ConfigDef,
+    ("config", "task_defaults"): TaskSettings,
+    ("tasks", "*"): TaskDef,
+    ("loggers", "*"): LoggerDef,
+    ("extensions", "*"): ExtensionDef,
+    ("checkpointer",): CheckpointerDef,
+}
+
+
+@dataclass
+class LoadedJobDef:
+    model: JobDefinition
+    marks: Marks
+    path: Path
+    files: list[Path] = field(default_factory=list)  # the job file and every include, for --watch
+    problems: list[Problem] = field(default_factory=list)  # schema problems (invalid parts left out)
+    task_names: list[str] = field(default_factory=list)  # every task named, valid or not
+    outside_root: list[str] = field(default_factory=list)  # includes from outside the app root
+
+    def location(self, path: Path_) -> Optional[Location]:
+        return locate(self.marks, path)
