@@ -24,6 +24,7 @@ from .outcome import AttemptFacts, Stop, aborted_error, result_of
 from .signalwatch import SignalWatch
 from .timers import Kind, Timers
 from .triggers import BAD, decide
+from .watcher import Watcher
 
 __all__ = ["Scheduler", "decide"]
 
@@ -44,11 +45,7 @@ class Scheduler:
         self.failed: dict[str, int] = {}
         self.ready: list[tuple[int, str]] = []  # heap by YAML order
         self.timers = Timers()
-        self.selector = selectors.DefaultSelector()
-        #: watched fd -> {id(handle): (waitable, task, handle)}: a waitable may be shared (see _watch)
-        self.by_fd: dict[int, dict[int, tuple[Any, TaskRun, TaskHandle]]] = {}
-        self.registered: dict[int, dict[Any, int]] = {}  # id(handle) -> its watched waitables -> their fd
-        self.waiting: dict[int, tuple[TaskRun, TaskHandle]] = {}  # handles whose waitables may change unseen
+        self.watcher = Watcher()
         #: attempts that reported success and were settled while their process still exits: id -> (task, handle)
         self.lingering: dict[int, tuple[TaskRun, TaskHandle]] = {}
         self.facts: dict[str, AttemptFacts] = {}  # task -> what is known of its running attempt
@@ -139,7 +136,7 @@ class Scheduler:
             # Watched after the whole batch: a spawner may still be forking the first ones meanwhile.
             for task in started:
                 if task.handle is not None:
-                    self._watch(task, task.handle)
+                    self.watcher.watch(task, task.handle)
 
     def _spawn(self, task: TaskRun) -> None:
         task.attempt += 1
@@ -148,54 +145,16 @@ class Scheduler:
         handle = self.hook.flowmancer_task_spawn(job=self.job, task=task)
         task.handle = handle
         self.job.running[task.name] = task
-        self.registered[id(handle)] = {}
+        self.watcher.add(handle)
         self.job.set_state(task, S.RUNNING)
         timeout = self.hook.flowmancer_task_timeout(job=self.job, task=task)
         if timeout is not None and timeout is not False and timeout > 0:  # False: no limit (see the hook)
             self._timer(float(timeout), "timeout", task)
         self.hook.flowmancer_task_start(job=self.job, task=task)
 
-    # -- watching ----------------------------------------------------------------------------------
-
-    def _watch(self, task: TaskRun, handle: TaskHandle) -> None:
-        """Bring the epoll set in line with what ``handle`` wants watched now."""
-        mine = self.registered[id(handle)]
-        live = handle.waitables()
-        for w in [w for w in mine if w not in live]:
-            self._unwatch(handle, w)
-        for w in live:
-            if w not in mine:
-                fd = w if isinstance(w, int) else w.fileno()
-                watchers = self.by_fd.get(fd)
-                if watchers is None:  # a waitable may be shared by several handles (a fork server's socket)
-                    self.selector.register(fd, selectors.EVENT_READ)
-                    watchers = self.by_fd[fd] = {}
-                watchers[id(handle)] = (w, task, handle)
-                mine[w] = fd
-        waiting = getattr(handle, "waiting", None)
-        if waiting is not None and waiting():
-            self.waiting[id(handle)] = (task, handle)
-        else:
-            self.waiting.pop(id(handle), None)
-
-    def _unwatch(self, handle: TaskHandle, w: Any) -> None:
-        """Stop watching ``w``, then let the handle close it (in that order: see ``TaskHandle.release``)."""
-        fd = self.registered[id(handle)].pop(w)
-        watchers = self.by_fd[fd]
-        del watchers[id(handle)]
-        if not watchers:
-            self.selector.unregister(fd)
-            del self.by_fd[fd]
-        release = getattr(handle, "release", None)
-        if release is not None:
-            release(w)
-
     def _forget(self, handle: TaskHandle) -> None:
-        for w in list(self.registered[id(handle)]):
-            self._unwatch(handle, w)
-        del self.registered[id(handle)]
+        self.watcher.forget(handle)
         self.lingering.pop(id(handle), None)
-        self.waiting.pop(id(handle), None)
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -230,7 +189,7 @@ class Scheduler:
             self.lingering[id(handle)] = (task, handle)
             self._timer(self.grace, "linger", task)
             self._attempt_over(task, 0)
-        self._watch(task, handle)
+        self.watcher.watch(task, handle)
 
     def _shared(self, task: TaskRun, ev: messages.SharedEvent) -> None:
         key, deleted = ev["key"], ev["op"] != "set"
@@ -327,8 +286,8 @@ class Scheduler:
         """Read the handles that wait for news no waitable will signal (see ``TaskHandle.waiting``); ``True``
         if that made tasks ready."""
         before = len(self.ready)
-        for task, handle in list(self.waiting.values()):
-            if id(handle) in self.registered:
+        for task, handle in list(self.watcher.waiting.values()):
+            if self.watcher.knows(handle):
                 self._handle(task, handle, set())
         return len(self.ready) > before
 
@@ -383,8 +342,8 @@ class Scheduler:
         while stack:  # defaulted or skipped right away: settle their dependents too
             self.open += 1
             self._settle(stack.pop())
-        with SignalWatch() as sigs, self.selector:
-            self.selector.register(sigs.r, selectors.EVENT_READ)
+        with SignalWatch() as sigs, self.watcher.selector:
+            self.watcher.selector.register(sigs.r, selectors.EVENT_READ)
             while self.open > 0 or job.running or self.lingering:
                 if self.aborting and not job.running and not self.lingering:
                     break
@@ -402,18 +361,12 @@ class Scheduler:
                     timeout = min(wake) if timeout is None else min(timeout, *wake)
                 if timeout is not None:
                     timeout = min(timeout, MAX_WAIT)
-                ready: set[Any] = set()
-                handles: dict[int, tuple[TaskRun, TaskHandle]] = {}
-                for key, _ in self.selector.select(timeout):
-                    if key.fd == sigs.r:
-                        sigs.drain()
-                        continue
-                    for w, task, handle in self.by_fd[key.fd].values():
-                        ready.add(w)
-                        handles[id(handle)] = (task, handle)
+                ready, handles, signalled = self.watcher.select(timeout, skip=sigs.r)
+                if signalled:
+                    sigs.drain()
                 self._take_signals(sigs)
                 for task, handle in handles.values():
-                    if id(handle) in self.registered:
+                    if self.watcher.knows(handle):
                         self._handle(task, handle, ready)
                 self._fire_timers()
             self._take_signals(sigs)  # one that raced the last task's exit still counts
