@@ -15,10 +15,10 @@ __version__ = "1.0.0.dev0"
 _LAZY = {
     "Flowmancer": "driver",
     "Task": "task",
-    "ExecutionState": "events",
-    "LogRecord": "events",
-    "Severity": "events",
-    "TaskResult": "events",
+    "ExecutionState": "states",
+    "LogRecord": "states",
+    "Severity": "states",
+    "TaskResult": "states",
     "ExitCode": "exitcode",
     "hookimpl": "markers",
 }
@@ -26,9 +26,9 @@ _LAZY = {
 if TYPE_CHECKING:
     from . import hookspec
     from .driver import Flowmancer
-    from .events import ExecutionState, LogRecord, Severity, TaskResult
     from .exitcode import ExitCode
     from .markers import hookimpl
+    from .states import ExecutionState, LogRecord, Severity, TaskResult
     from .task import Task
 
 

@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pydantic import ValidationError
 
+from .basecomponent import Component
 from .checkpointer.checkpointer import Checkpointer
 from .checkpointer.file import FileCheckpointer  # noqa: F401 - registers the built-in class
-from .component import Component
 from .config import Config
 from .errors import Location, Problem, closest
 from .eventbus.execution import ExecutionStateTransition
 from .eventbus.log import LogEndEvent, LogStartEvent, LogWriteEvent
-from .events import ExecutionState, LogRecord, TaskResult
 from .extensions.extension import Extension
 from .job import Job, TaskRun
 from .jobdef import LoadedJobDef, problems_from_validation
@@ -36,6 +35,7 @@ from .markers import hookimpl
 from .pluginmanager import hook_problems
 from .registry import Registry, class_file
 from .stash import StashKey
+from .states import ExecutionState, LogRecord, TaskResult
 
 if TYPE_CHECKING:
     from .asyncbridge import AsyncBridge

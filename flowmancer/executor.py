@@ -2,7 +2,7 @@
 
 The scheduler (``runner``) starts an attempt through the ``flowmancer_task_spawn`` hook and gets a
 ``TaskHandle`` back; it waits on the handle's ``waitables`` in its epoll set and reads ``messages``
-from it. The built-in ``spawn`` plugin (one OS process per attempt, see ``process``) and the Dask executor
+from it. The built-in ``localexec`` plugin (one OS process per attempt, see ``process``) and the Dask executor
 in ``flowmancer_contrib`` implement it; neither imports the other, and the scheduler imports neither.
 """
 
@@ -18,7 +18,7 @@ from . import messages
 class TaskHandle:
     """What the scheduler needs from a running attempt, wherever it runs.
 
-    Subclass it (the built-in ``spawn.ProcessHandle`` and ``flowmancer_contrib.dask.DaskHandle`` do) and
+    Subclass it (the built-in ``localexec.ProcessHandle`` and ``flowmancer_contrib.dask.DaskHandle`` do) and
     implement ``waitables``, ``read``, ``terminate`` and ``kill``; the rest have defaults. An object that only
     has the same methods works too (the scheduler looks up the optional ones)."""
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from .events import ExecutionState, TaskResult
 from .job import Job, TaskRun
 from .markers import hookimpl
+from .states import ExecutionState, TaskResult
 
 
 @hookimpl

@@ -18,10 +18,10 @@ from pluggy import HookspecMarker
 if TYPE_CHECKING:
     from .config import Config
     from .errors import Problem
-    from .events import ExecutionState, LogRecord, TaskResult
     from .executor import TaskHandle
     from .job import Job, TaskRun
     from .jobdef import ConfigSchema, LoadedJobDef
+    from .states import ExecutionState, LogRecord, TaskResult
 
 hookspec = HookspecMarker("flowmancer")
 
@@ -113,7 +113,7 @@ def flowmancer_job_start(job: Job) -> None:
 def flowmancer_runjob(job: Job) -> Optional[bool]:
     """Run every task of the job to a final state; return ``True`` when done.
 
-    The built-in is the event-driven scheduler in ``flowmancer.runner``.
+    The built-in is the event-driven scheduler in ``flowmancer.scheduler``.
     """
 
 
@@ -157,7 +157,7 @@ def flowmancer_task_can_start(job: Job, task: TaskRun) -> Optional[bool]:
 def flowmancer_task_spawn(job: Job, task: TaskRun) -> Optional[TaskHandle]:
     """Start one attempt of ``task`` somewhere and return a handle the scheduler can wait on.
 
-    The built-in forks one OS process per attempt (``flowmancer.spawn``). An executor plugin
+    The built-in forks one OS process per attempt (``flowmancer.localexec``). An executor plugin
     (Dask, say) returns its own ``TaskHandle``.
     """
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 from pydantic import ValidationError
 
 from .errors import FlowmancerError, JobDefinitionError, Location, Problem, closest
-from .events import ExecutionState, TaskResult
 from .jobdef import LoadedJobDef, TaskDef, TaskSettings, problems_from_validation
 from .registry import Registry, class_file
 from .stash import Stash
+from .states import ExecutionState, TaskResult
 from .task import Task, TaskInfo
 
 if TYPE_CHECKING:

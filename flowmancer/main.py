@@ -7,13 +7,13 @@ from typing import Optional
 
 from .collect import collect_directories, collect_packages
 from .config import Config
-from .events import TaskResult
 from .exitcode import ExitCode
 from .job import Job, build_job
 from .jobdef import read_jobdef
 from .lifeline import open_fds, opened_since
 from .markers import hookimpl
 from .registry import Registry
+from .states import TaskResult
 
 
 @hookimpl(trylast=True)

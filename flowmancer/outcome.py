@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .events import ExecutionState, TaskResult
 from .executor import describe_exit
 from .messages import FinishedEvent
+from .states import ExecutionState, TaskResult
 
 S = ExecutionState
 

@@ -12,9 +12,9 @@ import json
 from typing import Optional
 
 from .config import Config
-from .events import ExecutionState
 from .job import Job, TaskRun
 from .markers import hookimpl
+from .states import ExecutionState
 from .stdio import printable
 
 S = ExecutionState

@@ -20,28 +20,30 @@ from .errors import JobDefinitionError, Problem, UsageError, closest
 
 CONF_NAME = "flowmancerconf.py"
 
-#: Built-in plugins, loaded in this order; each is a module ``flowmancer.<name>``.
-BUILTINS = (
-    "main",
-    "runner",
-    "spawn",
-    "select",
-    "concurrency",
-    "retry",
-    "timeout",
-    "failfast",
-    "durations",
-    "components",
-    "filelogger",
-    "checkpoint",
-    "plan",
-    "schema",
-    "watch",
-    "helpconfig",
-    "terminal",
-)
+#: Built-in plugins, loaded in this order: plugin name -> module.
+BUILTINS: dict[str, str] = {
+    "main": "flowmancer.main",
+    "scheduler": "flowmancer.scheduler",
+    "localexec": "flowmancer.localexec",
+    "selection": "flowmancer.selection",
+    "concurrency": "flowmancer.concurrency",
+    "retry": "flowmancer.retry",
+    "timeout": "flowmancer.timeout",
+    "failfast": "flowmancer.failfast",
+    "durations": "flowmancer.durations",
+    "components": "flowmancer.components",
+    "filelogger": "flowmancer.loggers.default",
+    "checkpoint": "flowmancer.checkpointer.plugin",
+    "plan": "flowmancer.plan",
+    "schema": "flowmancer.schema",
+    "watch": "flowmancer.watch",
+    "helpconfig": "flowmancer.helpconfig",
+    "terminal": "flowmancer.terminal",
+}
+#: Former names of built-ins, still accepted by ``-p no:NAME``.
+ALIASES = {"runner": "scheduler", "spawn": "localexec", "select": "selection"}
 #: Built-ins the runner cannot live without: ``-p no:`` refuses them.
-ESSENTIAL = frozenset({"main", "runner", "spawn"})
+ESSENTIAL = frozenset({"main", "scheduler", "localexec"})
 
 
 def preparse_plugin_args(args: Iterable[str]) -> list[str]:
@@ -78,21 +80,22 @@ class FlowmancerPluginManager(pluggy.PluginManager):
         to_load = []
         for arg in plugin_args:
             if arg.startswith("no:"):
-                name = arg[3:]
+                given = arg[3:]
+                name = ALIASES.get(given, given)
                 if name in ESSENTIAL:
-                    raise UsageError(f"-p no:{name}: the '{name}' plugin is essential and cannot be disabled")
+                    raise UsageError(f"-p no:{given}: the '{given}' plugin is essential and cannot be disabled")
                 self.set_blocked(name)
                 if name in BUILTINS:
-                    self.set_blocked(f"flowmancer.{name}")
+                    self.set_blocked(BUILTINS[name])
             else:
                 to_load.append(arg)
         return to_load
 
     def load_builtins(self) -> None:
-        for name in BUILTINS:
+        for name, module in BUILTINS.items():
             if self.is_blocked(name):
                 continue
-            self._register_module(importlib.import_module(f"flowmancer.{name}"), name, "builtin")
+            self._register_module(importlib.import_module(module), name, "builtin")
 
     def _entry_points(self) -> list[Any]:
         return list(entry_points(group="flowmancer"))

@@ -12,10 +12,10 @@ import math
 import random
 from typing import Literal, Optional, Union
 
-from .events import TaskResult
 from .job import Job, TaskRun
 from .jobdef import MAX_SECONDS
 from .markers import hookimpl
+from .states import TaskResult
 
 #: no wait between attempts is longer than this (a large backoff_factor grows past any number)
 MAX_DELAY = MAX_SECONDS

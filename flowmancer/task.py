@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar, Optional
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from . import registry
-from .events import Severity
+from .states import Severity
 
 
 @dataclass(frozen=True)

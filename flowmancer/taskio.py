@@ -15,7 +15,7 @@ from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMappi
 from typing import Any, Optional
 
 from . import messages
-from .events import Severity
+from .states import Severity
 
 
 class Sender:

@@ -13,10 +13,10 @@ from collections import deque
 from typing import IO, Optional
 
 from .config import Config
-from .events import ExecutionState, LogRecord, TaskResult
 from .job import Job, TaskRun
+from .livestatus import LiveStatus
 from .markers import hookimpl
-from .progress import LiveStatus
+from .states import ExecutionState, LogRecord, TaskResult
 from .stdio import printable
 
 S = ExecutionState

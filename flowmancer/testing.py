@@ -22,9 +22,9 @@ import yaml
 
 from .cli import run as cli_run
 from .config import Config
-from .events import ExecutionState
 from .job import Job
 from .markers import hookimpl
+from .states import ExecutionState
 
 _SUMMARY = re.compile(r"(\d+) (completed|failed|defaulted|aborted|skipped|not run)")
 

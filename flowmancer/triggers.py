@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from .events import ExecutionState
+from .states import ExecutionState
 
 S = ExecutionState
 #: dependency states that let a dependent run

@@ -25,7 +25,7 @@ import traceback
 from typing import Any, Optional
 
 from . import messages
-from .events import Severity
+from .states import Severity
 from .task import Task, TaskInfo, TaskLogger
 from .taskio import LineWriter, Sender, SharedDict
 

@@ -21,8 +21,8 @@ from pydantic import PrivateAttr
 
 from flowmancer.config import Config
 from flowmancer.eventbus.execution import ExecutionStateTransition
-from flowmancer.events import ExecutionState
 from flowmancer.extensions import Extension
+from flowmancer.states import ExecutionState
 
 FINAL = {s.value for s in ExecutionState if s.is_final}
 

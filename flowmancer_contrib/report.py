@@ -24,9 +24,9 @@ from pydantic import PrivateAttr
 from flowmancer import hookimpl
 from flowmancer.components import register_as_plugin
 from flowmancer.config import Config
-from flowmancer.events import LogRecord
 from flowmancer.extensions import Extension, extension
 from flowmancer.job import Job, TaskRun
+from flowmancer.states import LogRecord
 
 TAIL = 20
 COLOURS = {

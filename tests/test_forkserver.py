@@ -11,7 +11,7 @@ import os
 import pytest
 
 from flowmancer.exitcode import ExitCode
-from flowmancer.spawn import FORK_SERVER_MIN_TASKS
+from flowmancer.localexec import FORK_SERVER_MIN_TASKS
 
 TASKS = """
 import os

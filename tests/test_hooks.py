@@ -156,7 +156,7 @@ def test_replace_spawn_runjob_load_and_cmdline_main(recorder_project, timeline):
     class CountingSpawn:
         @hookimpl
         def flowmancer_task_spawn(self, job, task):
-            from flowmancer.spawn import ProcessHandle
+            from flowmancer.localexec import ProcessHandle
 
             spawned.append(task.name)
             return ProcessHandle(job, task)

@@ -13,7 +13,7 @@ import pytest
 from flowmancer import hookimpl
 from flowmancer.exitcode import ExitCode
 from flowmancer.retry import retry_delay
-from flowmancer.runner import decide
+from flowmancer.scheduler import decide
 
 TASKS = r"""
 import os

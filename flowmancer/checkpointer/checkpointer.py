@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Dict, Set, Union
 
 from .. import registry
-from ..component import Component
+from ..basecomponent import Component
 
 
 class NoCheckpointAvailableError(Exception):

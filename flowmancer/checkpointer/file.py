@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from ..errors import CheckpointError
-from ..events import ExecutionState
 from ..files import NotRegular, file_name, read_regular
+from ..states import ExecutionState
 from .checkpointer import CheckpointContents, Checkpointer, NoCheckpointAvailableError, checkpointer
 from .codec import decode, encode, encode_value
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..events import ExecutionState
+from ..states import ExecutionState
 
 __all__ = ["ExecutionState", "ExecutionStateTransition", "SerializableExecutionEvent"]
 

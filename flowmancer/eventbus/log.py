@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..events import Severity
+from ..states import Severity
 
 __all__ = ["LogEndEvent", "LogStartEvent", "LogWriteEvent", "SerializableLogEvent", "Severity"]
 

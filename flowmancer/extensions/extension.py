@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 
 from .. import registry
-from ..component import Component
+from ..basecomponent import Component
 from ..eventbus.execution import SerializableExecutionEvent
 
 

@@ -16,18 +16,18 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import components
-from .checkpointer.checkpointer import CheckpointContents, Checkpointer, NoCheckpointAvailableError
-from .checkpointer.codec import Unrestorable
-from .checkpointer.file import START_OVER, FileCheckpointer, write_error
-from .checkpointer.lock import RunLock
-from .config import Config
-from .errors import CheckpointError
-from .events import ExecutionState, TaskResult
-from .files import file_name
-from .job import Job, TaskRun
-from .markers import hookimpl
-from .stash import StashKey
+from .. import components
+from ..config import Config
+from ..errors import CheckpointError
+from ..files import file_name
+from ..job import Job, TaskRun
+from ..markers import hookimpl
+from ..stash import StashKey
+from ..states import ExecutionState, TaskResult
+from .checkpointer import CheckpointContents, Checkpointer, NoCheckpointAvailableError
+from .codec import Unrestorable
+from .file import START_OVER, FileCheckpointer, write_error
+from .lock import RunLock
 
 STASH_KEY = StashKey["_State"]("flowmancer.checkpoint")
 S = ExecutionState

@@ -11,13 +11,13 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from .components import add_logger, get
-from .config import Config
-from .errors import Location, Problem
-from .job import Job
-from .jobdef import LoadedJobDef
-from .loggers.file import FileLogger
-from .markers import hookimpl
+from ..components import add_logger, get
+from ..config import Config
+from ..errors import Location, Problem
+from ..job import Job
+from ..jobdef import LoadedJobDef
+from ..markers import hookimpl
+from .file import FileLogger
 
 
 def unwritable(path: Path) -> Optional[str]:

@@ -1,4 +1,4 @@
-"""Plain, serialisable data shared by the scheduler, the worker and plugins.
+"""Task states, results and log records: plain, serialisable data shared by the scheduler, the worker and plugins.
 
 Nothing here holds a process, a pipe or a plugin: these values cross process boundaries and are
 stored in checkpoints, so they stay small and picklable.

@@ -1,4 +1,5 @@
-"""Built-in plugin ``select``: ``--skip``, ``--only``, ``--run-from``, ``--run-to``, ``-k`` and ``-m``.
+"""Built-in plugin ``selection`` (formerly ``select``): ``--skip``, ``--only``, ``--run-from``, ``--run-to``,
+``-k`` and ``-m``.
 
 Deselected tasks become SKIPPED: they do not run and count as satisfied for their dependents.
 """

@@ -1,4 +1,4 @@
-"""The scheduler (plugin ``runner``): an event loop over pipes, process sentinels and timers.
+"""The scheduler (plugin ``scheduler``, formerly ``runner``): an event loop over pipes, process sentinels and timers.
 
 It never sleeps to poll. Each wake-up handles exactly what became ready (a persistent epoll set, so a
 wake-up costs O(ready), not O(running)); each task keeps counters of its settled dependencies, so
@@ -16,12 +16,12 @@ import time
 from typing import Any, Optional
 
 from . import messages
-from .events import ExecutionState, LogRecord, Severity, TaskResult
 from .executor import TaskHandle
 from .job import Job, TaskRun
 from .markers import hookimpl
 from .outcome import AttemptFacts, Stop, aborted_error, result_of
 from .signalwatch import SignalWatch
+from .states import ExecutionState, LogRecord, Severity, TaskResult
 from .timers import Kind, Timers
 from .triggers import BAD, decide
 from .watcher import Watcher

@@ -1,4 +1,4 @@
-"""The built-in executor: one OS process per task attempt (plugin ``spawn``).
+"""The built-in local executor (plugin ``localexec``, formerly ``spawn``): one OS process per task attempt.
 
 The parent hands the child plain data (the validated task instance, its ``TaskInfo``, a snapshot of
 ``shared_dict``) and listens on three things the scheduler can ``wait()`` on: the event pipe, a raw
@@ -239,9 +239,9 @@ class ProcessHandle(TaskHandle):
 
 # -- the fork server ---------------------------------------------------------------------------------
 
-_SERVER = StashKey[Optional["ForkServer"]]("spawn.forkserver")
-_GUARDIAN = StashKey[Optional[Guardian]]("spawn.guardian")
-_FILES = StashKey[tuple[Any, ...]]("spawn.module_files")
+_SERVER = StashKey[Optional["ForkServer"]]("localexec.forkserver")
+_GUARDIAN = StashKey[Optional[Guardian]]("localexec.guardian")
+_FILES = StashKey[tuple[Any, ...]]("localexec.module_files")
 #: jobs with at least this many tasks get a fork server (its start-up costs about one interpreter start)
 FORK_SERVER_MIN_TASKS = 300
 

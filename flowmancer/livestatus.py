@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import IO, TYPE_CHECKING, Callable, Optional
 
-from .events import ExecutionState
+from .states import ExecutionState
 from .stdio import printable
 
 if TYPE_CHECKING:
