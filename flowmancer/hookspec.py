@@ -1,11 +1,15 @@
-"""Every hook flowmancer calls, grouped by phase: the plugin author's manual.
+"""Every hook flowmancer calls, in the order a run calls them: the plugin author's manual.
 
 Implement a hook by decorating a function of the same name with ``@flowmancer.hookimpl`` in a plugin
 module (a built-in, a ``-p`` module, an entry point of the ``flowmancer`` group or a
 ``flowmancerconf.py``). Arguments are passed by name; take only the ones you need.
 
-``firstresult`` hooks stop at the first non-``None`` answer. Built-in defaults of those hooks are
-``trylast`` so that a user plugin wins.
+``firstresult`` hooks stop at the first answer that is not ``None``; ``None`` means "no opinion", and a
+decision hook has a value of its own for "no" (``False``). Built-in defaults of those hooks are ``trylast``
+so that a user plugin wins. "Use in flowmancerconf.py" marks the hooks a project's conf file is for; the
+others are called before conf files load, or are an executor's or a reporter's business.
+
+Phases: initialisation, loading the job, running it, each task, reporting, the end.
 """
 
 from __future__ import annotations
@@ -34,41 +38,38 @@ hookspec = HookspecMarker("flowmancer")
 def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
     """Add command-line options. Called once per run, before arguments are parsed.
 
-    Use ``parser.add_argument_group("my plugin")`` to keep ``--help`` readable.
-    """
+    :param parser: the run's parser; use ``parser.add_argument_group("my plugin")`` to keep ``--help``
+        readable. Read the values back with ``config.getoption(name)``.
 
-
-@hookspec
-def flowmancer_addconfig(schema: ConfigSchema) -> None:
-    """Declare ``config:`` keys of the job YAML your plugin reads: ``schema.add("slow_after", float, 5.0,
-    help="...")``. They are validated with the rest (type, unknown keys) and read back from
-    ``job.jobdef.model.config.slow_after``.
+    Not for ``flowmancerconf.py`` files below the app root: the options must exist before any is read.
     """
 
 
 @hookspec(historic=True)
 def flowmancer_configure(config: Config) -> None:
-    """Arguments are parsed and plugins loaded: set up state for the run (store it on ``config.stash``).
+    """Arguments are parsed and plugins loaded: set up state for the run.
+
+    :param config: the run's ``Config`` (options, app root, ``config.stash`` for state keyed by a
+        ``flowmancer.stash.StashKey``).
 
     Historic: a plugin registered later (an extension of the job YAML with ``@hookimpl`` methods, a plugin
-    registered by another) gets it at once when it is registered."""
-
-
-@hookspec
-def flowmancer_unconfigure(config: Config) -> None:
-    """The run is over, whatever its outcome: release what ``flowmancer_configure`` set up."""
+    registered by another) gets it at once when it is registered. Use in flowmancerconf.py.
+    """
 
 
 @hookspec(firstresult=True)
 def flowmancer_cmdline_main(config: Config) -> Optional[int]:
     """Do the whole run and return its exit code. The built-in loads, runs and reports one job.
 
-    Return an exit code to replace that behaviour (a ``--list`` option, say, answers without running).
+    :param config: the run's ``Config``.
+
+    Return an exit code to replace that behaviour (a ``--list`` option, say, answers without running);
+    ``None`` leaves it to the next plugin.
     """
 
 
 # --------------------------------------------------------------------------------------------------
-# Job
+# Loading the job
 # --------------------------------------------------------------------------------------------------
 
 
@@ -76,80 +77,100 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
 def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
     """Read the job definition, collect task modules, validate everything and return the ``Job``.
 
-    Raise ``flowmancer.errors.JobDefinitionError`` with every problem found; nothing runs then.
+    :param config: the run's ``Config``; ``config.jobdef_path`` is the job file.
+
+    Raise ``flowmancer.errors.JobDefinitionError`` with every problem found; nothing runs then. The
+    built-in reads the YAML with ``flowmancer.jobdef.read_jobdef(config)``.
+    """
+
+
+@hookspec
+def flowmancer_addconfig(schema: ConfigSchema) -> None:
+    """Declare ``config:`` keys of the job YAML your plugin reads, whenever a job definition is read.
+
+    :param schema: add a key with ``schema.add("slow_after", float, 5.0, help="...")``; it is validated
+        with the rest (type, unknown keys) and read back from ``job.jobdef.model.config.slow_after``.
     """
 
 
 @hookspec
 def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> Optional[list[Problem]]:
-    """The job YAML is read and task modules collected: check the parts your plugin owns (its ``config:``
-    keys, a YAML block) and set up from them. Return ``Problem``s; they are reported with all others.
+    """The job YAML is read and task modules collected: check the parts your plugin owns and set up from them.
+
+    :param config: the run's ``Config``.
+    :param jobdef: the validated YAML (``jobdef.model``) with its line marks (``jobdef.location(path)``).
+    :return: ``Problem`` s, reported with all others (nothing runs if there are any).
 
     The built-in ``components`` plugin builds the ``loggers:``, ``extensions:`` and ``checkpointer:``
-    classes here.
+    classes here (add your own with ``flowmancer.components.add_logger``/``add_extension``).
     """
 
 
 @hookspec
 def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
-    """The job is loaded and valid: deselect tasks before anything starts.
+    """The job is loaded and valid: leave tasks out before anything starts. Use in flowmancerconf.py.
 
-    ``job.deselect(task, reason)`` leaves a task out (SKIPPED; its dependents treat it as done). Never set
-    ``task.state`` directly: ``job.set_state`` calls ``flowmancer_task_transition``, which plugins rely on.
+    :param config: the run's ``Config``.
+    :param job: the ``Job``; ``job.deselect(task, reason)`` leaves a task out (SKIPPED; its dependents treat
+        it as done), ``job.notes.append(line)`` adds a line to the header and to ``--dry-run``.
+
+    Never set ``task.state`` directly: ``job.set_state`` calls ``flowmancer_task_transition``, which
+    plugins rely on.
     """
 
 
-@hookspec
-def flowmancer_report_header(config: Config, job: Job) -> Optional[list[str]]:
-    """Lines the terminal reporter shows before the run starts (one list per plugin)."""
+# --------------------------------------------------------------------------------------------------
+# Running the job
+# --------------------------------------------------------------------------------------------------
 
 
 @hookspec
 def flowmancer_job_start(job: Job) -> None:
-    """Tasks are about to start. ``job.restart`` tells whether this run resumes a checkpoint."""
+    """Tasks are about to start.
+
+    :param job: the ``Job``; ``job.restart`` tells whether this run resumes a checkpoint.
+    """
 
 
 @hookspec(firstresult=True)
 def flowmancer_runjob(job: Job) -> Optional[bool]:
     """Run every task of the job to a final state; return ``True`` when done.
 
-    The built-in is the event-driven scheduler in ``flowmancer.scheduler``.
+    :param job: the ``Job``.
+
+    The built-in is the event-driven scheduler in ``flowmancer.scheduler``. Wrap it (``wrapper=True``) to
+    set something up around the run.
     """
-
-
-@hookspec
-def flowmancer_terminal_summary(job: Job, write: Callable[[str], None]) -> None:
-    """The terminal reporter is about to print the final summary line: add sections with ``write(line)``
-    (``--durations`` lists the slowest tasks here). Not called with ``-p no:terminal``."""
 
 
 @hookspec
 def flowmancer_runjob_idle(job: Job) -> Optional[float]:
     """The scheduler handled a batch of events and is about to wait for more: hand off batched work.
 
+    :param job: the ``Job``.
+    :return: seconds after which to be called again even if nothing happens (the terminal's live status
+        uses it to update elapsed times), or ``None``.
+
     Called once per wake-up, not per event: the place to flush buffers (the ``components`` plugin wakes
-    its background event loop here). Return a number of seconds to be called again after at most that
-    long even if nothing happens (the terminal's live status uses it to update elapsed times); ``None``
-    otherwise. Keep it cheap.
+    its background event loop here). Keep it cheap.
     """
 
 
-@hookspec
-def flowmancer_job_finish(job: Job, exitcode: int) -> None:
-    """Every task reached a final state (or the run was interrupted). ``job.results`` has the outcome."""
-
-
 # --------------------------------------------------------------------------------------------------
-# Task
+# Each task, in the order of one attempt
 # --------------------------------------------------------------------------------------------------
 
 
 @hookspec
 def flowmancer_task_can_start(job: Job, task: TaskRun) -> Optional[bool]:
-    """Gate: the task's dependencies are satisfied; may it start now?
+    """Gate: the task's dependencies are satisfied; may it start now? Use in flowmancerconf.py.
 
-    Return ``False`` to hold it back; it is asked again after the next task finishes or timer fires.
-    The built-in ``concurrency`` plugin enforces ``max_concurrency`` here.
+    :param job: the ``Job``; ``job.running`` holds the tasks running now.
+    :param task: the ready task.
+    :return: ``False`` to hold it back (it is asked again after the next task finishes or timer fires).
+
+    Every plugin is asked; one ``False`` holds it. The built-in ``concurrency`` plugin enforces
+    ``max_concurrency`` here.
     """
 
 
@@ -157,15 +178,23 @@ def flowmancer_task_can_start(job: Job, task: TaskRun) -> Optional[bool]:
 def flowmancer_task_spawn(job: Job, task: TaskRun) -> Optional[TaskHandle]:
     """Start one attempt of ``task`` somewhere and return a handle the scheduler can wait on.
 
-    The built-in forks one OS process per attempt (``flowmancer.localexec``). An executor plugin
-    (Dask, say) returns its own ``TaskHandle``.
+    :param job: the ``Job``.
+    :param task: the task; ``task.attempt`` is the attempt starting (from 1).
+    :return: a ``flowmancer.executor.TaskHandle``; ``None`` leaves it to the next executor.
+
+    The built-in ``localexec`` forks one OS process per attempt. An executor plugin (Dask, say) returns
+    its own handle.
     """
 
 
 @hookspec(firstresult=True)
 def flowmancer_task_timeout(job: Job, task: TaskRun) -> Union[float, Literal[False], None]:
-    """Seconds the attempt of ``task`` that is starting may run; ``False`` for no limit whatever the job
-    says, ``None`` to leave the decision to the next plugin.
+    """How long may the attempt that is starting run? Use in flowmancerconf.py.
+
+    :param job: the ``Job``.
+    :param task: the task.
+    :return: seconds; ``False`` for no limit, whatever the job says; ``None`` to leave the decision to the
+        next plugin.
 
     When it runs longer it is stopped (SIGTERM: ``on_abort`` runs in the task; SIGKILL after a grace
     period), and the attempt fails with "timed out after N s". The built-in ``timeout`` plugin answers
@@ -175,40 +204,90 @@ def flowmancer_task_timeout(job: Job, task: TaskRun) -> Union[float, Literal[Fal
 
 @hookspec
 def flowmancer_task_start(job: Job, task: TaskRun) -> None:
-    """An attempt of ``task`` started (``task.attempt`` counts from 1)."""
+    """An attempt of ``task`` started.
+
+    :param job: the ``Job``.
+    :param task: the task; ``task.attempt`` counts from 1, ``task.started_at`` is when.
+    """
 
 
 @hookspec
 def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionState, to_state: ExecutionState) -> None:
-    """A task changed state. Called for every change, in order, including restored and skipped tasks."""
+    """A task changed state. Called for every change, in order, including restored and skipped tasks.
+
+    :param job: the ``Job``.
+    :param task: the task (``task.state`` is ``to_state`` already).
+    :param from_state: the state it left.
+    :param to_state: the state it entered.
+    """
 
 
 @hookspec
 def flowmancer_task_log(job: Job, task: TaskRun, record: LogRecord) -> None:
-    """A task wrote one line (``print``, stderr, ``self.logger`` or a traceback). Keep it cheap: hot path."""
+    """A task wrote one line (``print``, stderr, ``self.logger``, output below Python or a traceback).
+
+    :param job: the ``Job``.
+    :param task: the task.
+    :param record: the line, its stream, severity, attempt and time.
+
+    Keep it cheap: it is the hot path of a task that prints a lot.
+    """
 
 
 @hookspec
 def flowmancer_task_shared_dict(job: Job, task: TaskRun, key: Any, value: Any, deleted: bool) -> None:
-    """A running task wrote ``shared_dict[key] = value`` (or deleted ``key``); ``job.shared_dict`` already
-    has it. The ``checkpoint`` plugin journals it so ``-r`` restores it."""
+    """A running task wrote ``shared_dict[key] = value`` (or deleted ``key``).
+
+    :param job: the ``Job``; ``job.shared_dict`` already has the change.
+    :param task: the task that wrote it.
+    :param key: the key.
+    :param value: the value (``None`` when deleted).
+    :param deleted: whether ``key`` was deleted.
+
+    The ``checkpoint`` plugin journals it so ``-r`` restores it.
+    """
 
 
 @hookspec(firstresult=True)
 def flowmancer_task_retry(job: Job, task: TaskRun, result: TaskResult) -> Union[float, Literal[False], None]:
-    """An attempt failed: may it be retried, and after how long?
+    """An attempt failed: may it be retried, and after how long? Use in flowmancerconf.py.
 
-    Return the delay in seconds before the next attempt, ``False`` for no retry (a rule that forbids one:
-    "retry only ConnectionError"), or ``None`` to leave the decision to the next plugin. The built-in
-    ``retry`` plugin (``trylast``, so yours decides first) applies ``max_attempts``, ``retry_on``,
-    ``no_retry_on`` and ``backoff``.
+    :param job: the ``Job``.
+    :param task: the task; ``task.attempt`` is the attempt that failed.
+    :param result: its result (``result.exception_types``, ``result.failure_kind``: ``exception``,
+        ``exit``, ``timeout`` or ``crash``).
+    :return: the delay in seconds before the next attempt; ``False`` for no retry (a rule that forbids
+        one: "retry only ConnectionError"); ``None`` to leave the decision to the next plugin.
+
+    The built-in ``retry`` plugin (``trylast``, so yours decides first) applies ``max_attempts``,
+    ``retry_on``, ``no_retry_on`` and ``backoff``.
+    """
+
+
+# --------------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def flowmancer_report_header(config: Config, job: Job) -> Optional[list[str]]:
+    """Lines the terminal reporter shows before the run starts (after ``flowmancer_collection_modifytasks``).
+
+    :param config: the run's ``Config``.
+    :param job: the ``Job``.
+    :return: lines (one list per plugin). A note about this run that ``--dry-run`` should show too
+        belongs in ``job.notes`` instead.
     """
 
 
 @hookspec
 def flowmancer_task_not_run(job: Job, task: TaskRun, result: TaskResult) -> None:
-    """The final report of a task that does not run in this run at all: deselected (``-k``, ``-m``,
-    ``--skip``, ``job.deselect``) or restored as COMPLETED from the checkpoint ``-r`` resumes.
+    """The final report of a task that does not run in this run at all.
+
+    :param job: the ``Job``.
+    :param task: a task deselected (``-k``, ``-m``, ``--skip``, ``job.deselect``: SKIPPED) or restored as
+        COMPLETED from the checkpoint ``-r`` resumes.
+    :param result: its result (``result.error`` says which).
 
     Called once per such task, after ``flowmancer_job_start`` and before the first task starts. With
     ``flowmancer_task_finish`` it makes exactly one final report for every task of the job.
@@ -217,10 +296,52 @@ def flowmancer_task_not_run(job: Job, task: TaskRun, result: TaskResult) -> None
 
 @hookspec
 def flowmancer_task_finish(job: Job, task: TaskRun, result: TaskResult) -> None:
-    """THE report hook: an attempt ended, or a task was settled without running (DEFAULTED).
+    """THE report hook: an attempt ended, or a task was settled without running. Use in flowmancerconf.py.
 
-    ``result.will_retry`` tells whether another attempt follows. Terminal, loggers, checkpoints and
-    notifiers all consume this.
+    :param job: the ``Job``.
+    :param task: the task.
+    :param result: what it came to; ``result.will_retry`` tells whether another attempt follows.
+
+    Called for every attempt; for a task settled without running (DEFAULTED, SKIPPED by its trigger
+    rule); and once more with its last result and ``will_retry`` false for a task that was waiting to retry
+    when ``-x`` or an abort stopped the run. Terminal, loggers, checkpoints and notifiers all consume it.
+    """
+
+
+@hookspec
+def flowmancer_job_finish(job: Job, exitcode: int) -> None:
+    """Every task reached a final state (or the run was interrupted).
+
+    :param job: the ``Job``; ``job.results`` has the outcome, ``job.error`` what stopped the run if no
+        task's failure did.
+    :param exitcode: the exit code of the run (see the README's Exit codes).
+    """
+
+
+@hookspec
+def flowmancer_terminal_summary(job: Job, write: Callable[[str], None], terminalreporter: Any, exitcode: int) -> None:
+    """The terminal reporter is about to print the final summary line: add sections.
+
+    :param job: the ``Job``.
+    :param write: writes one line (``write(line)``), as ``terminalreporter.line`` does.
+    :param terminalreporter: the reporter (``line(text)``, ``paint(text, colour, bold)``, ``rule(title)``,
+        ``verbosity``), to write the way it does.
+    :param exitcode: the exit code of the run.
+
+    ``--durations`` lists the slowest tasks here. Not called with ``-p no:terminal``.
+    """
+
+
+# --------------------------------------------------------------------------------------------------
+# The end
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def flowmancer_unconfigure(config: Config) -> None:
+    """The run is over, whatever its outcome: release what ``flowmancer_configure`` set up.
+
+    :param config: the run's ``Config``.
     """
 
 

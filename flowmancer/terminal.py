@@ -190,7 +190,7 @@ class TerminalReporter:
                     self.line(printable(ln))
                 if r and r.error:
                     self.line(self.paint(f"E   {printable(r.error)}", "RED", bold=True))
-        self.config.hook.flowmancer_terminal_summary(job=job, write=self.line)
+        self.config.hook.flowmancer_terminal_summary(job=job, write=self.line, terminalreporter=self, exitcode=exitcode)
         counts = [(s, job.count(s)) for s in _ORDER]
         parts = [self.paint(f"{n} {s.value.lower()}", _COLOURS[s]) for s, n in counts if n]
         not_run = job.count(S.INIT, S.PENDING, S.RUNNING)

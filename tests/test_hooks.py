@@ -275,3 +275,44 @@ def test_terminal_summary_sections_come_before_the_last_line(recorder_project):
 
     out = recorder_project.run(plugins=(Section(),)).outlines
     assert out[-2] == "custom section: 1 task(s)" and out[-1].startswith("=== 1 completed")
+
+
+COVERAGE_TASKS = """
+from flowmancer.task import Task, task
+
+
+@task
+class Talk(Task):
+    fail_first: bool = False
+
+    def run(self):
+        print("hello from", self.task_info.name)
+        self.shared_dict[self.task_info.name] = self.task_info.attempt
+        if self.fail_first and self.task_info.attempt == 1:
+            raise RuntimeError("first attempt fails")
+"""
+
+
+def test_one_run_calls_every_hook(fmtester):
+    """Not a grep: one real run (a retry, a deselected task, output, shared_dict) calls every hook of the
+    spec, except the two that come before a recorder can be registered."""
+    fmtester.make_tasks(COVERAGE_TASKS)
+    fmtester.make_jobdef(
+        "tasks:\n  a: {task: Talk}\n  b: {task: Talk, dependencies: [a], max_attempts: 2, timeout: 60,\n"
+        "      parameters: {fail_first: true}}\n  left-out: {task: Talk}\n"
+    )
+    result = fmtester.run("--skip", "left-out")
+    assert result.ret == ExitCode.OK
+    called = {c.name for c in result.recorder.calls}
+    before_recording = {"flowmancer_addoption", "flowmancer_configure"}
+    assert set(hookspec.all_hook_names()) - before_recording - called == set()
+    summary = result.recorder.getcalls("flowmancer_terminal_summary")[0]
+    assert summary.exitcode == 0 and summary.terminalreporter is not None
+
+
+def test_every_hook_parameter_is_documented():
+    for name in hookspec.all_hook_names():
+        fn = getattr(hookspec, name)
+        doc = inspect.getdoc(fn) or ""
+        for param in inspect.signature(fn).parameters:
+            assert f":param {param}:" in doc, f"{name} does not document {param}"
