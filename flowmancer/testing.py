@@ -6,6 +6,7 @@ Opt in with ``pytest_plugins = ["flowmancer.testing"]`` in your root ``conftest.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import os
 import re
@@ -61,6 +62,46 @@ class HookRecorder:
         return [c for c in self.calls if c.name == name]
 
 
+class LineMatcher:
+    """Lines of output to match against ``fnmatch`` patterns (``*``, ``?``, ``[seq]``), after pytest's
+    ``LineMatcher``: ``result.out.fnmatch_lines(["*COMPLETED*a*", "=== 2 completed*"])`` asserts the patterns
+    match lines in that order (other lines may come between); a failure shows what was looked for and where."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+    def fnmatch_lines(self, patterns: Sequence[str]) -> None:
+        log: list[str] = []
+        pos = 0
+        for pattern in patterns:
+            for i in range(pos, len(self.lines)):
+                if fnmatch.fnmatchcase(self.lines[i], pattern):
+                    log.append(f"matched {pattern!r}: {self.lines[i]!r}")
+                    pos = i + 1
+                    break
+            else:
+                log.append(f"no line after the last match fits {pattern!r}")
+                raise AssertionError("\n".join([*log, "in:", *self.lines]))
+
+    def no_fnmatch_line(self, pattern: str) -> None:
+        for line in self.lines:
+            assert not fnmatch.fnmatchcase(line, pattern), f"{pattern!r} matches {line!r}"
+
+    def re_match_lines(self, patterns: Sequence[str]) -> None:
+        """Like ``fnmatch_lines`` with regular expressions (``re.search`` in each line)."""
+        pos = 0
+        for pattern in patterns:
+            for i in range(pos, len(self.lines)):
+                if re.search(pattern, self.lines[i]):
+                    pos = i + 1
+                    break
+            else:
+                raise AssertionError(f"no line after the last match fits {pattern!r} in:\n{self}")
+
+
 @dataclass
 class RunResult:
     ret: int
@@ -71,9 +112,14 @@ class RunResult:
     config: Optional[Config] = None
     recorder: Optional[HookRecorder] = None
     outlines: list[str] = field(default_factory=list)
+    out: LineMatcher = field(init=False)
+    err: LineMatcher = field(init=False)
 
     def __post_init__(self) -> None:
         self.outlines = self.stdout.splitlines()
+        #: ``stdout`` and ``stderr`` as ``LineMatcher`` s: ``result.out.fnmatch_lines([...])``
+        self.out = LineMatcher(self.outlines)
+        self.err = LineMatcher(self.stderr.splitlines())
 
     def state(self, task: str) -> ExecutionState:
         assert self.job is not None, "state() needs an in-process run()"

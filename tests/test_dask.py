@@ -139,7 +139,7 @@ def test_readme_example_on_a_local_cluster(fmtester):
     )
     result = fmtester.run_python("main.py", "-j", "fast.yaml", "--executor", "dask", "-s")
     assert result.ret == 1 and "Flowmancer job has failed!" in result.stderr
-    assert "executor: dask (a LocalCluster started for this run" in result.stdout
+    result.out.fnmatch_lines(["*executor: dask (a LocalCluster started for this run*"])
     assert result.stdout.count("[final-fail-task] Printing `my_var` value: Hello from: My First Task!!") == 3
     result.assert_outcomes(completed=2, failed=1)
 

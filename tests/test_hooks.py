@@ -107,7 +107,7 @@ def test_can_start_gate_and_report_header_and_addoption(recorder_project, timeli
 
     result = recorder_project.run("--serial", plugins=(OneAtATime(),))
     assert result.ret == 0
-    assert "serial mode: True" in result.stdout
+    result.out.fnmatch_lines(["*serial mode: True*"])
     assert timeline.max_overlap() == 1
 
 

@@ -170,7 +170,7 @@ def test_an_unnamed_jobs_old_shared_checkpoint_is_pointed_at(fmtester):
     )
     result = fmtester.run("-r")
     assert result.ret == 0
-    assert "set `config: {name: flowmancer}` once to resume it" in result.stdout
+    result.out.fnmatch_lines(["*set `config: {name: flowmancer}` once to resume it*"])
 
 
 def test_retention_never_removes_the_folder_of_a_live_run(fmtester, launch):
