@@ -106,3 +106,23 @@ def test_a_model_holding_a_secret_is_not_checkpointed_as_its_mask(fmtester):
     assert result.ret == 0, result.stdout + result.stderr
     result.out.fnmatch_lines(["*not restored: 'creds' (Creds, which holds a secret)*"])
     assert (fmtester.path / "seen.txt").read_text() == "['plain']"  # never the masked '**********'
+
+
+def test_secrets_never_show_and_files_are_private(fmtester):
+    fmtester.make_tasks(
+        "from pydantic import SecretStr\nfrom flowmancer.task import Task, task\n\n@task\nclass Login(Task):\n"
+        "    password: SecretStr\n    def run(self):\n        print('using', self.password)\n"
+        "        raise RuntimeError(f'login failed with {self.password}')\n"
+    )
+    fmtester.make_jobdef("tasks:\n  login: {task: Login, parameters: {password: hunter2}}\n")
+    for args in (("-s",), ("-n",), ("--list",), ("-v",)):
+        result = fmtester.run_subprocess(*args)
+        assert "hunter2" not in result.stdout + result.stderr, args
+    run = sorted((fmtester.path / "logs").iterdir())[-1]  # -s and -v ran the job; -n and --list did not
+    log = run / "login.log"
+    assert "using **********" in log.read_text() and "hunter2" not in log.read_text()
+    assert oct(log.stat().st_mode & 0o777) == "0o640"
+    assert oct(run.stat().st_mode & 0o777) == "0o750"
+    cp = fmtester.path / ".flowmancer" / "job.jsonl"  # a job without config.name is named by its file
+    assert oct(cp.stat().st_mode & 0o777) == "0o600" and "hunter2" not in cp.read_text()
+    assert oct(cp.parent.stat().st_mode & 0o777) == "0o700"

@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from tasklib import DAG, STEP_TASKS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "readme"
 
@@ -177,3 +178,13 @@ def test_schema_accepts_the_readme_example_and_rejects_a_broken_one(fmtester):
     broken["tasks"]["final-fail-task"]["max_attempts"] = 0
     errors = list(validator.iter_errors(broken))
     assert errors
+
+
+def test_list_shows_tags(fmtester):
+    project = fmtester
+    project.make_tasks(STEP_TASKS)
+    project.make_jobdef(DAG)
+    rows = {ln.split()[0]: ln.split() for ln in project.run("--list").outlines}
+    assert rows["load-slow"] == ["load-slow", "Step", "extract", "#nightly", "#slow"]
+    assert rows["upload"] == ["upload", "IOStep", "load-fast", "#io"]
+    assert rows["report"] == ["report", "Step", "load-slow,", "load-fast"]

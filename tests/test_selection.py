@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tasklib import DAG, STEP_TASKS, ran
 
 from flowmancer.exitcode import ExitCode
 
@@ -76,3 +77,36 @@ def test_selection_on_a_diamond(recorder_project, timeline, args, ran):
     if "bottom" in ran:  # bottom still waited for whichever of its dependencies ran
         bottom_start = timeline.span("bottom")[0]
         assert all(timeline.span(n)[1] <= bottom_start for n in ("left", "right") if n in ran)
+
+
+@pytest.fixture
+def project(fmtester):
+    fmtester.make_tasks(STEP_TASKS)
+    return fmtester
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-k", "load and not slow"], ["load-fast", "upload"]),  # substrings: "upload" contains "load"
+        (["-k", "fast or report"], ["load-fast", "report"]),
+        (["-k", "iostep"], ["upload"]),  # class names match too, case-insensitively
+        (["-m", "nightly and not slow"], ["extract", "load-fast"]),
+        (["-m", "io"], ["upload"]),  # the class's default_tags
+        (["-m", "nightly", "-k", "not extract"], ["load-fast", "load-slow"]),
+    ],
+)
+def test_keyword_and_tag_selection(project, args, expected):
+    project.make_jobdef(DAG)
+    result = project.run(*args)
+    assert result.ret == 0, result.stdout + result.stderr
+    assert ran(project) == expected
+    n = 5 - len(expected)
+    assert f"{n} deselected: " in result.stdout
+    result.assert_outcomes(completed=len(expected), skipped=n)
+
+
+def test_bad_expression_is_a_usage_error(project):
+    project.make_jobdef(DAG)
+    result = project.run_subprocess("-k", "load and (slow")
+    assert result.ret == ExitCode.USAGE_ERROR and "missing ')'" in result.stderr and "Traceback" not in result.stderr
