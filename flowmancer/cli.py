@@ -179,11 +179,6 @@ def run(
     try:
         return _run(argv, prog, default_root, default_jobdef, extra_vars, raise_errors, plugins, raise_interrupt)
     finally:
-        from .localexec import take_early_server
-
-        early = take_early_server()  # started with the process and not used (no job ran, or Dask did)
-        if early is not None:
-            early.close()
         stdio.restore(saved)
 
 

@@ -23,6 +23,7 @@ from .stash import StashKey
 from .worker import Attempt, child_main, module_files
 
 if TYPE_CHECKING:
+    from .config import Config
     from .forkserver import ForkServer
     from .job import Job, TaskRun
 
@@ -334,3 +335,13 @@ def flowmancer_runjob(job: Job) -> Any:
         finally:
             if guardian is not None:
                 guardian.close()
+
+
+@hookimpl(trylast=True)
+def flowmancer_unconfigure(config: Config) -> None:
+    """Close the fork server ``flowmancer`` started with the process if no job used it (no job ran, or
+    another executor ran it). A run that ends before it has a config leaves that to the server itself: it
+    exits when this process does."""
+    early = take_early_server()
+    if early is not None:
+        early.close()
