@@ -3,9 +3,10 @@
 The original project's ``Logger``/``Extension``/``Checkpointer`` classes are adapted onto the hooks:
 their parameters are validated with the rest of the job, and their coroutines run in order on one
 background event loop (``AsyncBridge``), so a slow or failing one never stalls the scheduler. The
-built-in ``FileLogger`` and ``FileCheckpointer`` only write local files: they run inline on the scheduler
-thread (``_fm_inline``), since handing each event to the loop thread cost more than writing it (the two
-threads passed the GIL back and forth on every system call). With no other component, no loop starts.
+built-in ``FileLogger`` and ``FileCheckpointer`` are not driven from here: their own plugins
+(``loggers/default.py``, ``checkpointer/plugin.py``) call them from the report hooks on the scheduler thread,
+since handing each event to the loop thread cost more than writing it (the two threads passed the GIL back
+and forth on every system call). With no other component, no loop starts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from .basecomponent import Component
 from .checkpointer.checkpointer import Checkpointer
-from .checkpointer.file import FileCheckpointer  # noqa: F401 - registers the built-in class
+from .checkpointer.file import FileCheckpointer  # also registers the built-in class
 from .config import Config
 from .errors import Location, Problem, closest
 from .eventbus.execution import ExecutionStateTransition
@@ -49,15 +49,14 @@ class Components:
     loggers: dict[str, Logger] = field(default_factory=dict)
     extensions: dict[str, Extension] = field(default_factory=dict)
     checkpointer: Optional[Checkpointer] = None  # from the YAML block; None means the default
-    bridge: Optional[AsyncBridge] = None  # only when some component does not run inline
+    bridge: Optional[AsyncBridge] = None  # once started, when there is a component to drive
     started: bool = False
     early: list[tuple[str, ExecutionState, ExecutionState]] = field(default_factory=list)
-    failed: set[str] = field(default_factory=set)  # inline components that raised (warned once)
 
     def all(self) -> list[tuple[str, Component]]:
         out: list[tuple[str, Component]] = [(f"logger '{n}' ({type(o).__name__})", o) for n, o in self.loggers.items()]
         out += [(f"extension '{n}' ({type(o).__name__})", o) for n, o in self.extensions.items()]
-        if self.checkpointer is not None:
+        if self.checkpointer is not None and type(self.checkpointer) is not FileCheckpointer:  # see the module doc
             out.append((f"checkpointer ({type(self.checkpointer).__name__})", self.checkpointer))
         return out
 
@@ -65,43 +64,15 @@ class Components:
         """Start delivering (``False``: there is nothing to deliver to)."""
         if not self.started and self.all():
             self.started = True
-            if not all(inline(obj) for _, obj in self.all()):
-                from .asyncbridge import AsyncBridge  # asyncio is imported only when needed
+            from .asyncbridge import AsyncBridge  # asyncio is imported only when needed
 
-                self.bridge = AsyncBridge(on_error=report_error)
+            self.bridge = AsyncBridge(on_error=report_error)
         return self.started
 
     def call(self, key: str, obj: Component, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` (a method of ``obj``) after everything queued for ``key`` before."""
-        if not inline(obj):
-            assert self.bridge is not None
-            self.bridge.call(key, fn, *args)
-            return
-        try:
-            r = fn(*args)
-            if inspect.iscoroutine(r):
-                try:
-                    r.send(None)
-                except StopIteration:
-                    return
-                r.close()
-                raise RuntimeError("it awaited something, which an inline component must not do")
-        except Exception as exc:  # noqa: BLE001 - as on the loop: a component's bug must not stop the job
-            if key not in self.failed:
-                self.failed.add(key)
-                report_error(key, getattr(fn, "__name__", "call"), exc)
-
-
-def inline(obj: Component) -> bool:
-    """Runs on the scheduler thread: the class itself says so (a subclass may await, so it must say again)."""
-    cls = type(obj)
-    known = _INLINE.get(cls)
-    if known is None:  # asked for every event of every logger: looked up once per class
-        known = _INLINE[cls] = bool(vars(cls).get("_fm_inline", False))
-    return known
-
-
-_INLINE: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()  # --watch reloads classes
+        """Run ``fn(*args)`` (a method of ``obj``) on the loop, after everything queued for ``key`` before."""
+        assert self.bridge is not None
+        self.bridge.call(key, fn, *args)
 
 
 def report_error(key: str, method: str, exc: BaseException) -> None:

@@ -16,7 +16,7 @@ import errno
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 from ..errors import CheckpointError
 from ..files import NotRegular, file_name, read_regular
@@ -63,7 +63,6 @@ class _Journal:
 
 @checkpointer
 class FileCheckpointer(Checkpointer):
-    _fm_inline: ClassVar[bool] = True  # local file writes only: runs on the scheduler thread (see components)
     checkpoint_dir: str = "./.flowmancer"
 
     # -- the standard API (full contents) -------------------------------------------------------------

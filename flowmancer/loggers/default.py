@@ -8,15 +8,18 @@ of the job definition, before anything runs, so a job never runs without the log
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
-from ..components import add_logger, get
+from ..components import add_logger, get, report_error
 from ..config import Config
 from ..errors import Location, Problem
-from ..job import Job
+from ..job import Job, TaskRun
 from ..jobdef import LoadedJobDef
 from ..markers import hookimpl
+from ..stash import StashKey
+from ..states import LogRecord, TaskResult
 from .file import FileLogger
 
 
@@ -52,12 +55,69 @@ def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> list[Probl
             loc = jobdef.location(("loggers", name, "parameters", "base_log_dir")) or Location(str(jobdef.path), 1)
             hint = "point base_log_dir at a folder this user can write"
         problems.append(Problem(f"the log folder cannot be used: {why}", loc, where=where, hint=hint))
+    if not problems:
+        for name, lg in list(loggers.items()):
+            if type(lg) is FileLogger:  # a subclass may change what it does: the components plugin drives it
+                del loggers[name]
+                sink = FileLogSink(f"logger '{name}' ({type(lg).__name__})", lg)
+                config.stash.setdefault(SINKS, []).append(sink)
+                config.pluginmanager.register(sink, f"filelogger:{name}")
     return problems
 
 
 @hookimpl
 def flowmancer_report_header(config: Config, job: Job) -> list[str]:
-    dirs = sorted(
-        {str(lg.resolve_path(lg.base_log_dir)) for lg in get(config).loggers.values() if isinstance(lg, FileLogger)}
-    )
-    return [f"logs: {d}" for d in dirs]
+    logs = [s.logger for s in config.stash.get(SINKS, [])]
+    logs += [lg for lg in get(config).loggers.values() if isinstance(lg, FileLogger)]
+    return [f"logs: {d}" for d in sorted({str(lg.resolve_path(lg.base_log_dir)) for lg in logs})]
+
+
+class FileLogSink:
+    """A ``FileLogger`` of the job, driven from the report hooks on the scheduler thread: each ``LogRecord``
+    becomes its lines in the task's file, with no event objects in between (as pytest's ``junitxml``: an
+    object registered for the run that consumes the report hooks). Like any component, a failure is reported
+    once and the job goes on without it."""
+
+    def __init__(self, key: str, logger: FileLogger) -> None:
+        self.key = key
+        self.logger = logger
+        self.broken = False
+
+    def _safe(self, fn: Callable[..., None], *args: Any) -> None:
+        if self.broken:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a logger's failure (a full disk) must not stop the job
+            self.broken = True
+            report_error(self.key, fn.__name__, exc)
+
+    @hookimpl
+    def flowmancer_job_start(self, job: Job) -> None:
+        self.logger._fm_job_name = job.name
+        self._safe(self.logger.open_run)
+
+    @hookimpl
+    def flowmancer_task_start(self, job: Job, task: TaskRun) -> None:
+        self._safe(self.logger.start_attempt, task.name, task.attempt, task.started_at or time.time())
+
+    @hookimpl
+    def flowmancer_task_log(self, job: Job, task: TaskRun, record: LogRecord) -> None:
+        if not self.broken:
+            self._safe(self.logger.write, task.name, record.severity.value, record.message, record.timestamp)
+
+    @hookimpl
+    def flowmancer_task_finish(self, job: Job, task: TaskRun, result: TaskResult) -> None:
+        if result.start is not None:
+            self._safe(self.logger.end_attempt, task.name)
+
+    @hookimpl(trylast=True)
+    def flowmancer_job_finish(self, job: Job, exitcode: int) -> None:
+        self._safe(self.logger.close_run)
+
+    @hookimpl
+    def flowmancer_unconfigure(self, config: Config) -> None:
+        self.logger.close_run()
+
+
+SINKS = StashKey[list[FileLogSink]]("filelogger.sinks")

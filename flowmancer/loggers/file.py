@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import Optional
 
 from pydantic import PrivateAttr
 
@@ -67,7 +67,6 @@ class FileLogger(Logger):
     starts (a negative value keeps them forever), never the folder of a run still going. Task names that
     are not plain file names get a distinct, shortened file name (``files.file_name``)."""
 
-    _fm_inline: ClassVar[bool] = True  # local file writes only: runs on the scheduler thread (see components)
     base_log_dir: str = "./logs"
     retention_days: int = 10
 
@@ -80,6 +79,14 @@ class FileLogger(Logger):
         return None if self._state is None else self._state.run_dir
 
     async def on_create(self) -> None:
+        self.open_run()
+
+    # The built-in plugin ``filelogger`` drives a ``FileLogger`` of the job directly, from the report hooks
+    # (``loggers/default.py``), with the synchronous methods below; ``update`` and the ``async`` lifecycle
+    # are the original API, for a subclass or a caller of its own.
+
+    def open_run(self) -> None:
+        """Make and lock this run's folder, then remove old ones (``retention_days``)."""
         base = self.resolve_path(self.base_log_dir)
         base.mkdir(parents=True, exist_ok=True, mode=0o750)
         # Made under a name no other run removes, locked, then renamed: never removable while the run lives.
@@ -122,20 +129,37 @@ class FileLogger(Logger):
             finally:
                 os.close(fd)
 
-    async def update(self, evt: SerializableLogEvent) -> None:
+    def write(self, task: str, severity: str, message: str, timestamp: float) -> None:
+        """One log event (one line or several) of ``task``, each line as ``[time] SEVERITY - text``."""
         files = self._state
-        assert files is not None, "on_create() must run first"
-        if isinstance(evt, LogWriteEvent):
-            prefix = f"[{_stamp(evt.timestamp)}] {evt.severity.value} - "
-            files.write(evt.name, "".join(prefix + line + "\n" for line in evt.message.split("\n")))
-        elif isinstance(evt, LogStartEvent):
-            if evt.attempt > 1:
-                files.write(evt.name, f"[{_stamp(evt.timestamp)}] INFO - ----- attempt {evt.attempt} -----\n")
-            else:
-                files.fd(evt.name)
-        elif isinstance(evt, LogEndEvent):
-            files.close(evt.name)
+        assert files is not None, "open_run() must run first"
+        prefix = f"[{_stamp(timestamp)}] {severity} - "
+        files.write(task, "".join(prefix + line + "\n" for line in message.split("\n")))
 
-    async def on_destroy(self) -> None:
+    def start_attempt(self, task: str, attempt: int, timestamp: float) -> None:
+        """Open the task's file (a later attempt writes a separator line into the same file)."""
+        files = self._state
+        assert files is not None, "open_run() must run first"
+        if attempt > 1:
+            files.write(task, f"[{_stamp(timestamp)}] INFO - ----- attempt {attempt} -----\n")
+        else:
+            files.fd(task)
+
+    def end_attempt(self, task: str) -> None:
+        if self._state is not None:
+            self._state.close(task)
+
+    def close_run(self) -> None:
         if self._state is not None:
             self._state.close()
+
+    async def update(self, evt: SerializableLogEvent) -> None:
+        if isinstance(evt, LogWriteEvent):
+            self.write(evt.name, evt.severity.value, evt.message, evt.timestamp)
+        elif isinstance(evt, LogStartEvent):
+            self.start_attempt(evt.name, evt.attempt, evt.timestamp)
+        elif isinstance(evt, LogEndEvent):
+            self.end_attempt(evt.name)
+
+    async def on_destroy(self) -> None:
+        self.close_run()
