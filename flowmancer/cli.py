@@ -15,6 +15,7 @@ from . import stdio
 from .config import Config, find_rootdir, read_settings
 from .errors import FlowmancerError, UsageError
 from .exitcode import ExitCode
+from .hookrelay import answer
 from .pluginmanager import FlowmancerPluginManager, preparse_plugin_args
 
 EPILOG = """\
@@ -239,7 +240,7 @@ def _run(
         )
         traceback.print_exc()
         return int(ExitCode.INTERNAL_ERROR), config
-    return int(code), config
+    return int(answer(code, "flowmancer_cmdline_main")), config
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -7,11 +7,12 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from .stash import Stash
 
 if TYPE_CHECKING:
+    from .hookrelay import HookRelay
     from .job import Job
     from .pluginmanager import FlowmancerPluginManager
 
@@ -126,8 +127,9 @@ class Config:
         self.settings = Settings()
 
     @property
-    def hook(self) -> Any:
-        return self.pluginmanager.hook
+    def hook(self) -> HookRelay:
+        """Calls hooks by name with keyword arguments; typed by ``hookrelay.HookRelay``."""
+        return cast("HookRelay", self.pluginmanager.hook)
 
     def getoption(self, name: str, default: Any = None) -> Any:
         return getattr(self.option, name, default)

@@ -25,6 +25,7 @@ from .task import Task, TaskInfo
 if TYPE_CHECKING:
     from .config import Config
     from .executor import TaskHandle
+    from .hookrelay import HookRelay
 
 
 @dataclass(eq=False)
@@ -174,7 +175,7 @@ class Job:
         self.hold_fds: list[int] = []
 
     @property
-    def hook(self) -> Any:
+    def hook(self) -> HookRelay:
         return self.config.hook
 
     def __iter__(self) -> Iterator[TaskRun]:

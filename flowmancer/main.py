@@ -8,6 +8,7 @@ from typing import Optional
 from .collect import collect_directories, collect_packages
 from .config import Config
 from .exitcode import ExitCode
+from .hookrelay import answer
 from .job import Job, build_job
 from .jobdef import read_jobdef
 from .lifeline import open_fds, opened_since
@@ -50,7 +51,7 @@ def flowmancer_cmdline_main(config: Config) -> int:
     hook = config.hook
     if config.option.restart and not config.pluginmanager.has_plugin("checkpoint"):
         print("WARNING: -r: checkpointing is disabled (-p no:checkpoint); running the whole job", file=sys.stderr)
-    job: Job = hook.flowmancer_load_jobdef(config=config)
+    job = answer(hook.flowmancer_load_jobdef(config=config), "flowmancer_load_jobdef")
     config.job = job
     hook.flowmancer_collection_modifytasks(config=config, job=job)
     hook.flowmancer_job_start(job=job)

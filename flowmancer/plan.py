@@ -12,6 +12,7 @@ import json
 from typing import Optional
 
 from .config import Config
+from .hookrelay import answer
 from .job import Job, TaskRun
 from .markers import hookimpl
 from .states import ExecutionState
@@ -128,7 +129,7 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
     opt = config.option
     if not (opt.dry_run or opt.list or opt.graph):
         return None
-    job: Job = config.hook.flowmancer_load_jobdef(config=config)
+    job = answer(config.hook.flowmancer_load_jobdef(config=config), "flowmancer_load_jobdef")
     config.job = job
     config.hook.flowmancer_collection_modifytasks(config=config, job=job)
     if opt.list:

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from . import messages
 from .executor import TaskHandle
+from .hookrelay import answer
 from .job import Job, TaskRun
 from .markers import hookimpl
 from .outcome import AttemptFacts, Stop, aborted_error, result_of
@@ -142,7 +143,7 @@ class Scheduler:
         task.attempt += 1
         task.started_at = time.time()
         self.facts[task.name] = AttemptFacts(task.started_at)
-        handle = self.hook.flowmancer_task_spawn(job=self.job, task=task)
+        handle = answer(self.hook.flowmancer_task_spawn(job=self.job, task=task), "flowmancer_task_spawn")
         task.handle = handle
         self.job.running[task.name] = task
         self.watcher.add(handle)

@@ -316,3 +316,19 @@ def test_every_hook_parameter_is_documented():
         doc = inspect.getdoc(fn) or ""
         for param in inspect.signature(fn).parameters:
             assert f":param {param}:" in doc, f"{name} does not document {param}"
+
+
+def test_typed_relay_matches_the_spec():
+    """``config.hook`` is typed by ``hookrelay.HookRelay``: the same hooks with the same parameters."""
+    from flowmancer.hookrelay import HookRelay
+
+    for name in hookspec.all_hook_names():
+        spec = getattr(hookspec, name)
+        opts = spec.flowmancer_spec
+        if opts.get("historic"):
+            assert name in HookRelay.__annotations__, name
+            continue
+        relay = getattr(HookRelay, name)
+        assert list(inspect.signature(relay).parameters)[1:] == list(inspect.signature(spec).parameters), name
+        returns = inspect.signature(relay).return_annotation
+        assert returns.startswith("list[") != bool(opts.get("firstresult")), (name, returns)
