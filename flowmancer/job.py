@@ -82,6 +82,7 @@ class TaskRun:
             max_attempts=self.max_attempts,
             is_restart=self.is_restart,
             job_name=job_name,
+            log_level=self.settings.log_level,
         )
 
     def __repr__(self) -> str:

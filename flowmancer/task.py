@@ -6,15 +6,16 @@ job YAML before anything runs. One instance lives in one OS process for one atte
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from . import registry
-from .states import Severity
+from .tasklog import task_logger
 
 
 @dataclass(frozen=True)
@@ -28,31 +29,7 @@ class TaskInfo:
     max_attempts: int = 1
     is_restart: bool = False  #: this task had FAILED in the run being resumed with ``-r``
     job_name: str = "flowmancer"
-
-
-class TaskLogger:
-    """``self.logger``: writes one log line with a severity. The worker wires ``emit``."""
-
-    def __init__(self, emit: Optional[Callable[[Severity, str], None]] = None) -> None:
-        self._emit = emit or (lambda severity, msg: print(f"{severity.value} - {msg}"))
-
-    def log(self, severity: Severity, msg: object) -> None:
-        self._emit(severity, str(msg))
-
-    def debug(self, msg: object) -> None:
-        self.log(Severity.DEBUG, msg)
-
-    def info(self, msg: object) -> None:
-        self.log(Severity.INFO, msg)
-
-    def warning(self, msg: object) -> None:
-        self.log(Severity.WARNING, msg)
-
-    def error(self, msg: object) -> None:
-        self.log(Severity.ERROR, msg)
-
-    def critical(self, msg: object) -> None:
-        self.log(Severity.CRITICAL, msg)
+    log_level: Optional[str] = None  #: the least severe ``logging`` records captured (``log_level:``)
 
 
 class Task(ABC, BaseModel):
@@ -70,7 +47,7 @@ class Task(ABC, BaseModel):
     # Plain defaults, no factories: pydantic inspects a factory's signature for every instance, which
     # dominates validating thousands of tasks. The properties create the objects on first use.
     _fm_shared_dict: Optional[MutableMapping[Any, Any]] = PrivateAttr(default=None)
-    _fm_logger: Optional[TaskLogger] = PrivateAttr(default=None)
+    _fm_logger: Optional[logging.Logger] = PrivateAttr(default=None)
     _fm_info: Optional[TaskInfo] = PrivateAttr(default=None)
 
     #: tags every task of this class has (for ``-m``); the YAML ``tags:`` of a task add to them
@@ -95,9 +72,11 @@ class Task(ABC, BaseModel):
             )
 
     @property
-    def logger(self) -> TaskLogger:
+    def logger(self) -> logging.Logger:
+        """A standard ``logging.Logger`` for this task (``flowmancer.task.<name>``): ``%``-args, ``exception()``
+        and levels work; in a task process its records, and every library's, go to the task's log."""
         if self._fm_logger is None:
-            self._fm_logger = TaskLogger()
+            self._fm_logger = task_logger(self.task_info.name)
         return self._fm_logger
 
     @property

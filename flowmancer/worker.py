@@ -15,7 +15,6 @@ from __future__ import annotations
 import _signal  # signal's C half: the Python wrappers convert to enums, which costs a task process page copies
 import atexit
 import faulthandler
-import functools
 import io
 import os
 import pickle
@@ -26,8 +25,9 @@ from typing import Any, Optional
 
 from . import messages
 from .states import Severity
-from .task import Task, TaskInfo, TaskLogger
+from .task import Task, TaskInfo
 from .taskio import LineWriter, Sender, SharedDict
+from .tasklog import Capture
 
 #: the exit code of a task process that was aborted (it handled SIGTERM): 128 + 15, as a shell reports it
 ABORTED_EXIT = 143
@@ -100,10 +100,6 @@ def module_files(root: str) -> tuple[io.IOBase, ...]:
             if isinstance(value, io.IOBase) and value not in out:
                 out.append(value)
     return tuple(out)
-
-
-def _emit(send: Sender, severity: Severity, msg: str) -> None:
-    send(messages.log("logger", severity.value, msg.split("\n")))
 
 
 def _flush(files: tuple[io.IOBase, ...]) -> None:
@@ -294,7 +290,8 @@ class Attempt:
         self.out = LineWriter(send, "stdout", Severity.INFO, 1)
         self.err = LineWriter(send, "stderr", Severity.ERROR, 2)
         self.shared = shared
-        self.logger = TaskLogger(functools.partial(_emit, send))  # no cycle: the forker frees this by refcount
+        self.capture = Capture(send, info.name, info.log_level)  # self.logger and the root handler
+        self.logger = self.capture.logger
         self.life = _Lifecycle(task, send, info)
         self.life.memory_limit_mb = memory_limit_mb
         self.files = files  # see module_files
@@ -324,6 +321,7 @@ class Attempt:
             os.chdir(workdir)
         out, err, life, shared = self.out, self.err, self.life, self.shared
         sys.stdout, sys.stderr = out, err
+        self.capture.install()  # after stdout/stderr: logging's own error reports go to the task's stderr
         task = life.task
         if type(shared) is SharedDict:  # the replica of a fork server (not isinstance: an ABC's check writes pages)
             shared.send = self.send

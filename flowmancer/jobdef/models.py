@@ -26,6 +26,9 @@ MAX_MEMORY_MB = 1 << 40
 MAX_SECONDS = 366 * 86400
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
 class TaskSettings(_Strict):
     """How a task runs: retries, timeout, trigger rule, memory limit. ``config.task_defaults`` sets them for
     every task; a task's own keys win."""
@@ -47,6 +50,11 @@ class TaskSettings(_Strict):
     trigger: Trigger = "all_success"
     memory_limit_mb: Optional[int] = Field(
         None, gt=0, le=MAX_MEMORY_MB, description="MB the task process may allocate beyond what it starts with"
+    )
+    log_level: Optional[LogLevel] = Field(
+        None,
+        description="the least severe logging records captured (default: self.logger at every level, other loggers "
+        "from INFO)",
     )
 
 
@@ -92,6 +100,7 @@ class TaskDef(_Strict):
     timeout: Optional[float] = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     trigger: Optional[Trigger] = None
     memory_limit_mb: Optional[int] = Field(None, gt=0, le=MAX_MEMORY_MB)
+    log_level: Optional[LogLevel] = None
 
     @field_validator("dependencies", "parameters", "tags", mode="before")
     @classmethod

@@ -1,0 +1,85 @@
+"""Python's ``logging`` inside a task process: ``self.logger`` and every library's records, captured.
+
+``self.logger`` is a standard ``logging.Logger`` (``flowmancer.task.<task name>``): ``%``-args,
+``exception()``, ``isEnabledFor`` and levels work, and the original API's ``info(msg)`` and friends are
+simply the stdlib methods. In a task process one handler on the root logger (``CaptureHandler``) turns every
+record of every logger into a log event of its level, in order with the task's ``print`` output (both go
+down the same event pipe): stream ``logger`` for ``self.logger``, ``logging`` for the others (shown as
+``<logger name>: <message>``); ``warnings.warn`` is captured as WARNING. Levels: by default ``self.logger``
+at every level (the original API logged its ``debug`` lines) and other loggers from INFO (a library's debug
+chatter stays out); the task's ``log_level`` (or ``config.task_defaults.log_level``) sets both. Handlers the
+scheduler's process had are not the task's: they are replaced while the task process lives.
+
+Built in the process that forks (``Capture``), installed in the task process (``Capture.install``): a fork copies
+every page the child writes, and building the objects in each child copied more than installing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Callable, Optional
+
+from . import messages
+
+LOGGER_PREFIX = "flowmancer.task."
+
+
+def severity_of(levelno: int) -> str:
+    """A ``logging`` level as one of flowmancer's severities (a custom level goes to the one below it)."""
+    if levelno >= logging.CRITICAL:
+        return "CRITICAL"
+    if levelno >= logging.ERROR:
+        return "ERROR"
+    if levelno >= logging.WARNING:
+        return "WARNING"
+    if levelno >= logging.INFO:
+        return "INFO"
+    return "DEBUG"
+
+
+def task_logger(name: str) -> logging.Logger:
+    """The logger of the task ``name`` (its records are shown without the logger's name)."""
+    return logging.getLogger(LOGGER_PREFIX + name)
+
+
+class CaptureHandler(logging.Handler):
+    """Every record of the task process, as a log event: ``<logger>: <message>`` (the task's own logger
+    without its name), the traceback of ``exception()``/``exc_info`` and ``stack_info`` as more lines."""
+
+    def __init__(self, send: Callable[[messages.Event], None], own: str) -> None:
+        super().__init__()
+        self.send = send
+        self.own = own
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage().rstrip("\n")  # warnings end theirs with one
+            stream = "logger"
+            if record.name != self.own:
+                stream, text = "logging", f"{record.name}: {text}"
+            if record.exc_info and record.exc_info[0] is not None:
+                text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            if record.stack_info:
+                text += "\n" + record.stack_info.rstrip("\n")
+            self.send(messages.log(stream, severity_of(record.levelno), text.split("\n"), ts=record.created))
+        except Exception:  # noqa: BLE001 - logging's own rule: a failing handler reports and the task goes on
+            self.handleError(record)
+
+
+class Capture:
+    """What ``install`` needs in the task process, made beforehand."""
+
+    def __init__(self, send: Callable[[messages.Event], None], task: str, level: Optional[str]) -> None:
+        self.logger = task_logger(task)
+        self.handler = CaptureHandler(send, self.logger.name)
+        number = logging.getLevelName(level) if level else None
+        self.own_level = number if isinstance(number, int) else logging.DEBUG
+        self.root_level = number if isinstance(number, int) else logging.INFO
+
+    def install(self) -> None:
+        root = logging.getLogger()
+        root.handlers[:] = [self.handler]
+        root.setLevel(self.root_level)
+        self.logger.setLevel(self.own_level)
+        logging.captureWarnings(True)
