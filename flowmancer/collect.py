@@ -33,6 +33,17 @@ def _module_name(path: Path) -> tuple[Path, str]:
     return folder, ".".join(parts)
 
 
+def _is_user_code(filename: str) -> bool:
+    """Code of the user's project: not the standard library, an installed package or flowmancer itself."""
+    import sysconfig  # only on this error path
+
+    paths = sysconfig.get_paths()
+    skip = {os.path.join(os.path.realpath(paths[k]), "") for k in ("stdlib", "platstdlib")}
+    skip.add(os.path.join(os.path.dirname(os.path.realpath(__file__)), ""))
+    real = os.path.realpath(filename)
+    return not real.startswith(tuple(skip)) and f"-packages{os.sep}" not in real
+
+
 def _describe_import_error(path: Path, exc: BaseException) -> Problem:
     if isinstance(exc, SyntaxError):
         loc = Location(exc.filename or str(path), exc.lineno or 1, exc.offset or 1)
@@ -42,10 +53,14 @@ def _describe_import_error(path: Path, exc: BaseException) -> Problem:
             hint="fix the Python syntax; `python -m py_compile` checks it",
         )
     tb = traceback.extract_tb(exc.__traceback__)
-    frames = [f for f in tb if "importlib" not in f.filename]
-    last = frames[-1] if frames else None
+    frames = [f for f in tb if "importlib" not in f.filename and not f.filename.startswith("<frozen")]
+    user = [f for f in frames if _is_user_code(f.filename)]
+    last = user[-1] if user else (frames[-1] if frames else None)  # the user's line, not json/decoder.py's
     loc = Location(last.filename, last.lineno or 1) if last else Location(str(path), 1)
     hint = "fix the error above: the module's top-level code runs when Flowmancer collects it"
+    inner = frames[-1] if frames else None
+    if inner is not None and last is not None and inner is not last:
+        hint += f" (raised in {inner.filename}:{inner.lineno}, called from the line shown)"
     if isinstance(exc, ModuleNotFoundError):
         hint = f"install the package that provides '{exc.name}', or check the import spelling"
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
