@@ -56,8 +56,20 @@ class _Files:
             self.lock = -1
 
 
-def _stamp(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
+def _stamp(ts: float, _last: list[tuple[int, str]] = [(-1, "")]) -> str:  # noqa: B006 - a cache of one
+    """``ts`` as local ISO time to the millisecond; consecutive lines mostly share one, formatted once (one
+    tuple in one slot: a thread reading it meanwhile sees an old pair or a new one, never half of each)."""
+    ms = int(ts * 1000)
+    cached = _last[0]
+    if cached[0] != ms:
+        cached = _last[0] = (ms, dt.datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="milliseconds"))
+    return cached[1]
+
+
+def format_lines(severity: str, message: str, timestamp: float) -> str:
+    """One log event as the lines of a log file: ``[time] SEVERITY - text`` per line."""
+    prefix = f"[{_stamp(timestamp)}] {severity} - "
+    return "".join(prefix + line + "\n" for line in message.split("\n"))
 
 
 @logger
@@ -131,10 +143,13 @@ class FileLogger(Logger):
 
     def write(self, task: str, severity: str, message: str, timestamp: float) -> None:
         """One log event (one line or several) of ``task``, each line as ``[time] SEVERITY - text``."""
+        self.write_text(task, format_lines(severity, message, timestamp))
+
+    def write_text(self, task: str, text: str) -> None:
+        """Append ``text`` (whole lines, as ``format_lines`` makes them) to the task's file in one write."""
         files = self._state
         assert files is not None, "open_run() must run first"
-        prefix = f"[{_stamp(timestamp)}] {severity} - "
-        files.write(task, "".join(prefix + line + "\n" for line in message.split("\n")))
+        files.write(task, text)
 
     def start_attempt(self, task: str, attempt: int, timestamp: float) -> None:
         """Open the task's file (a later attempt writes a separator line into the same file)."""
