@@ -50,6 +50,7 @@ class Scheduler:
         #: attempts that reported success and were settled while their process still exits: id -> (task, handle)
         self.lingering: dict[int, tuple[TaskRun, TaskHandle]] = {}
         self.facts: dict[str, AttemptFacts] = {}  # task -> what is known of its running attempt
+        self.last_ts: dict[str, float] = {}  # task -> the time of its latest log line
         self.open = 0  # tasks not yet in a final state
         self.aborting = False
         self._stop_done = False
@@ -214,8 +215,15 @@ class Scheduler:
 
     def _log(self, task: TaskRun, ev: messages.LogEvent) -> None:
         sev = Severity(ev["severity"])
+        # Never earlier than the task's previous line: output below Python is stamped when read, the rest when
+        # written, and a task's log must not go back in time.
+        ts = ev["ts"]
+        last = self.last_ts.get(task.name)
+        if last is not None and ts < last:
+            ts = last
+        self.last_ts[task.name] = ts
         for line in ev["lines"]:
-            rec = LogRecord(task.name, task.attempt, ev["stream"], sev, line, ev["ts"])
+            rec = LogRecord(task.name, task.attempt, ev["stream"], sev, line, ts)
             self.hook.flowmancer_task_log(job=self.job, task=task, record=rec)
 
     def _stop(self) -> Stop:

@@ -97,3 +97,31 @@ def test_failed_task_tail_in_summary(fmtester):
     assert "FAILURES" in out
     assert "progress 39" in out and "progress 0\n" not in out  # only the last lines
     assert "KeyError: 'missing-thing'" in out
+
+
+MIXED = """
+import os
+import subprocess
+import sys
+
+from flowmancer.task import Task, task
+
+
+@task
+class Mixed(Task):
+    def run(self):
+        for i in range(300):
+            print(f"py {i}")
+            os.write(1, f"fd {i}\\n".encode())
+            if i % 50 == 0:
+                subprocess.run([sys.executable, "-c", "print('child')"])
+"""
+
+
+def test_a_tasks_log_never_goes_back_in_time(fmtester):
+    fmtester.make_tasks(MIXED)
+    fmtester.make_jobdef("tasks:\n  m: {task: Mixed}\n")
+    result = fmtester.run()
+    assert result.ret == 0
+    stamps = [r.timestamp for r in _records(result, "m")]
+    assert len(stamps) == 606 and stamps == sorted(stamps)
