@@ -25,7 +25,7 @@ from .signalwatch import SignalWatch
 from .states import ExecutionState, LogRecord, Severity, TaskResult
 from .timers import Kind, Timers
 from .triggers import BAD, decide
-from .watcher import Watcher
+from .watcher import Watcher, fd_budget
 
 __all__ = ["Scheduler", "decide"]
 
@@ -56,7 +56,7 @@ class Scheduler:
         self._stop_done = False
         #: seconds a task stopped by an abort or a timeout has to run on_abort before it is killed
         self.grace = job.jobdef.model.config.abort_grace_seconds
-        self.fd_budget = _fd_budget()
+        self.fd_budget = fd_budget()
 
     # -- dependency bookkeeping ----------------------------------------------------------------
 
@@ -379,26 +379,6 @@ class Scheduler:
                         self._handle(task, handle, ready)
                 self._fire_timers()
             self._take_signals(sigs)  # one that raced the last task's exit still counts
-
-
-def _fd_budget() -> int:
-    """How many tasks may run at once before file descriptors run out (each takes about 4), after raising
-    the soft limit to the hard one."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        target = hard if hard != resource.RLIM_INFINITY else 65536
-        if soft != resource.RLIM_INFINITY and soft < target:
-            try:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-                soft = target
-            except (OSError, ValueError):
-                pass
-        limit = soft if soft != resource.RLIM_INFINITY else 65536
-    except ImportError:  # not on POSIX
-        limit = 2048
-    return max(1, (limit - 64) // 4)
 
 
 @hookimpl(trylast=True)

@@ -84,3 +84,23 @@ class Watcher:
                 ready.add(w)
                 handles[id(handle)] = (task, handle)
         return ready, handles, own
+
+
+def fd_budget() -> int:
+    """How many tasks may run at once before file descriptors run out (each takes about 4), after raising
+    the soft limit to the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < target:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (OSError, ValueError):
+                pass
+        limit = soft if soft != resource.RLIM_INFINITY else 65536
+    except ImportError:  # not on POSIX
+        limit = 2048
+    return max(1, (limit - 64) // 4)
