@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 
-ROBUST_TASKS = r"""
+#: the start both task modules share: their imports and ``mark``, which appends a line to marks.txt
+_PRELUDE = r"""
 import os
 import signal
 import subprocess
@@ -18,6 +19,11 @@ from flowmancer.task import Task, task
 def mark(what):
     with open("marks.txt", "a") as f:
         f.write(what + "\n")
+"""
+
+ROBUST_TASKS = (
+    _PRELUDE
+    + r"""
 
 @task
 class Sleepy(Task):
@@ -89,15 +95,11 @@ class Flood(Task):
         if self.one_line_mb:
             sys.stdout.write("x" * (self.one_line_mb * 1024 * 1024) + "\n")
 """
+)
 
-STEP_TASKS = """
-import os
-import time
-from flowmancer.task import Task, task
-
-def mark(what):
-    with open("marks.txt", "a") as f:
-        f.write(what + "\\n")
+STEP_TASKS = (
+    _PRELUDE
+    + """
 
 @task
 class Step(Task):
@@ -120,6 +122,7 @@ class IOStep(Task):
     def run(self):
         mark(f"{self.task_info.name} ran")
 """
+)
 
 
 #: a job of STEP_TASKS with tags
