@@ -35,7 +35,7 @@ from .markers import hookimpl
 from .pluginmanager import hook_problems
 from .registry import Registry, class_file
 from .stash import StashKey
-from .states import ExecutionState, LogRecord, TaskResult
+from .states import ExecutionState, LogLines, TaskResult
 
 if TYPE_CHECKING:
     from .asyncbridge import AsyncBridge
@@ -217,10 +217,11 @@ def flowmancer_task_start(job: Job, task: TaskRun) -> None:
 
 
 @hookimpl
-def flowmancer_task_log(job: Job, task: TaskRun, record: LogRecord) -> None:
+def flowmancer_task_output(job: Job, task: TaskRun, lines: LogLines) -> None:
     comps = get(job.config)
     if comps.started and comps.loggers:
-        _to_loggers(job, LogWriteEvent(task.name, record.severity, record.message, record.timestamp, record.attempt))
+        for message in lines.messages:  # the original API: one event per line
+            _to_loggers(job, LogWriteEvent(task.name, lines.severity, message, lines.timestamp, lines.attempt))
 
 
 @hookimpl

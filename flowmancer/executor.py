@@ -36,7 +36,7 @@ class TaskHandle:
 
     def drain(self) -> list[messages.Event]:
         """Events available now without waiting, called when the task reported success and is settled
-        before its process has exited (``ProcessHandle`` returns buffered raw output)."""
+        before its process has exited (``ProcessHandle`` returns the output still in its pipes)."""
         return []
 
     def waiting(self) -> bool:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .executor import TaskHandle
     from .job import Job, TaskRun
     from .jobdef import ConfigSchema, LoadedJobDef
-    from .states import ExecutionState, LogRecord, TaskResult
+    from .states import ExecutionState, LogLines, LogRecord, TaskResult
 
 
 class HookRelay(Protocol):
@@ -37,6 +37,7 @@ class HookRelay(Protocol):
     def flowmancer_task_transition(
         self, *, job: Job, task: TaskRun, from_state: ExecutionState, to_state: ExecutionState
     ) -> list[None]: ...
+    def flowmancer_task_output(self, *, job: Job, task: TaskRun, lines: LogLines) -> list[None]: ...
     def flowmancer_task_log(self, *, job: Job, task: TaskRun, record: LogRecord) -> list[None]: ...
     def flowmancer_task_shared_dict(
         self, *, job: Job, task: TaskRun, key: Any, value: Any, deleted: bool

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .executor import TaskHandle
     from .job import Job, TaskRun
     from .jobdef import ConfigSchema, LoadedJobDef
-    from .states import ExecutionState, LogRecord, TaskResult
+    from .states import ExecutionState, LogLines, LogRecord, TaskResult
 
 hookspec = HookspecMarker("flowmancer")
 
@@ -223,14 +223,29 @@ def flowmancer_task_transition(job: Job, task: TaskRun, from_state: ExecutionSta
 
 
 @hookspec
+def flowmancer_task_output(job: Job, task: TaskRun, lines: LogLines) -> None:
+    """A task wrote lines: consecutive lines of one stream with one severity and time, in the order written
+    (``print``, stderr, ``self.logger`` and other ``logging`` records, C code and subprocesses, tracebacks).
+
+    :param job: the ``Job``.
+    :param task: the task.
+    :param lines: the lines (``lines.messages``), their stream, severity, attempt and time;
+        ``lines.records()`` gives them as ``LogRecord``.
+
+    The hot path of a task that prints a lot: one call per run of lines (up to thousands), not per line.
+    The file logger, the terminal and the report use it.
+    """
+
+
+@hookspec
 def flowmancer_task_log(job: Job, task: TaskRun, record: LogRecord) -> None:
-    """A task wrote one line (``print``, stderr, ``self.logger``, output below Python or a traceback).
+    """A task wrote one line: ``flowmancer_task_output`` one line at a time, for plugins that want that.
 
     :param job: the ``Job``.
     :param task: the task.
     :param record: the line, its stream, severity, attempt and time.
 
-    Keep it cheap: it is the hot path of a task that prints a lot.
+    Called only while some plugin implements it (it costs a call per line of every task).
     """
 
 

@@ -1,8 +1,8 @@
 """The built-in local executor (plugin ``localexec``, formerly ``spawn``): one OS process per task attempt.
 
 The parent hands the child plain data (the validated task instance, its ``TaskInfo``, a snapshot of
-``shared_dict``) and listens on three things the scheduler can ``wait()`` on: the event pipe, a raw
-pipe carrying file-descriptor-level output, and the process sentinel.
+``shared_dict``) and listens on four things the scheduler can ``wait()`` on: the event pipe, the two
+output pipes (the task's descriptors 1 and 2, see ``output``) and the process sentinel.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from . import messages
+from . import messages, output
 from .executor import TaskHandle, signal_group
 from .lifeline import Guardian
 from .markers import hookimpl
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from .forkserver import ForkServer
     from .job import Job, TaskRun
 
-_RAW_CHUNK = 1 << 16
-
 
 class ProcessHandle(TaskHandle):
     """One attempt in a task process of this machine (see ``process``), forked here or by the fork server."""
@@ -36,14 +34,12 @@ class ProcessHandle(TaskHandle):
     def __init__(self, job: Job, task: TaskRun) -> None:
         method = start_method()
         forking = method == "fork"
-        raw_r: Optional[int] = None
-        raw_w: Optional[int] = None
         child_conn: Any = None
         self.conn: Union[PipeReader, ConnectionReader]
+        self.outputs, (out_w, err_w) = output.pipes()
         if forking:  # the child writes with PipeWriter: a plain pipe, no Connection objects
             event_r, event_w = os.pipe()
             self.conn = PipeReader(event_r)
-            raw_r, raw_w = os.pipe()
         else:
             import multiprocessing  # only here: a run that forks never needs it
 
@@ -56,7 +52,7 @@ class ProcessHandle(TaskHandle):
         try:
             # A fork server's child needs nothing from this process: the server blocks SIGTERM around its forks.
             proc: Optional[Child] = (
-                _served(job, task, args, event_w, raw_w) if forking and hasattr(os, "pidfd_open") else None
+                _served(job, task, args, (event_w, out_w, err_w)) if forking and hasattr(os, "pidfd_open") else None
             )
             if proc is None:
                 sys.stdout.flush()
@@ -67,21 +63,27 @@ class ProcessHandle(TaskHandle):
                     if forking:  # built here, not in the child: see Attempt
                         files = _module_files(job)
                         attempt = Attempt(PipeWriter(event_w), task.instance, args[1], snapshot, args[4], files)
-                        assert raw_w is not None
-                        keep = (event_w, raw_w, *job.module_fds)
+                        keep = (event_w, out_w, err_w, *job.module_fds)
                         on_reap = guardian.remove if guardian else None
-                        forked = fork_child(attempt.run, (raw_w, workdir), keep, on_reap)
+                        forked = fork_child(attempt.run, (out_w, err_w, workdir), keep, on_reap)
                         if guardian is not None:
                             guardian.add(forked.pid)
                         proc = forked
                     else:
+                        from multiprocessing.connection import Connection  # carries a descriptor to the child
+
+                        out, err = Connection(os.dup(out_w), readable=False), Connection(os.dup(err_w), readable=False)
                         mp = ctx.Process(
                             target=child_main,
-                            args=(child_conn, raw_w, *args),
+                            args=(child_conn, out, err, *args),
                             name=f"flowmancer:{task.name}",
                             daemon=True,
                         )
-                        mp.start()
+                        try:
+                            mp.start()
+                        finally:
+                            out.close()
+                            err.close()
                         proc = MPChild(mp)
                 finally:
                     unblock(blocked)
@@ -90,8 +92,8 @@ class ProcessHandle(TaskHandle):
                 os.close(event_w)
             else:
                 child_conn.close()
-            if raw_w is not None:
-                os.close(raw_w)
+            os.close(out_w)
+            os.close(err_w)
         assert proc is not None  # made above, whichever way
         self.proc: Child = proc
         if not proc.served and proc.pid is not None:  # the server does this for its children
@@ -99,12 +101,7 @@ class ProcessHandle(TaskHandle):
                 os.setpgid(proc.pid, proc.pid)
             except OSError:
                 pass
-        self.raw = raw_r
-        if raw_r is not None:
-            os.set_blocking(raw_r, False)
-        self._raw_buf = b""
         self._conn_open = True
-        self._raw_open = raw_r is not None
         self._reported = False  # a finished event arrived
         self._sentinel_watched = False
         self._exited = False  # the process is gone and its pipes are drained
@@ -142,8 +139,7 @@ class ProcessHandle(TaskHandle):
             self._sentinel_watched = True
         if self._conn_open:
             out.append(self.conn)
-        if self._raw_open:
-            out.append(self.raw)
+        out += [r for r in self.outputs if r.open]
         return out
 
     def release(self, waitable: Any) -> None:
@@ -151,9 +147,8 @@ class ProcessHandle(TaskHandle):
             return  # the fork server's socket: it closes that at the end of the job
         if waitable is self.conn:
             self.conn.close()
-        elif self.raw is not None and waitable == self.raw:
-            os.close(self.raw)
-            self.raw = None
+        elif waitable in self.outputs:
+            waitable.close()
         elif waitable == self.proc.sentinel and self.proc.owns_sentinel:
             self.proc.close()  # our pidfd (ForkedChild, ServedChild); multiprocessing closes its own
 
@@ -164,33 +159,12 @@ class ProcessHandle(TaskHandle):
             if eof:
                 self._conn_open = False
 
-    def _read_raw(self, events: list[messages.Event], final: bool = False) -> None:
-        if not self._raw_open:
-            return
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(self.raw, _RAW_CHUNK)  # type: ignore[arg-type]
-            except BlockingIOError:
-                break
-            if not chunk:
-                final = True
-                break
-            chunks.append(chunk)
-        data = self._raw_buf + b"".join(chunks)
-        *lines, self._raw_buf = data.split(b"\n")
-        if final and self._raw_buf:
-            lines.append(self._raw_buf)
-            self._raw_buf = b""
-        if lines:
-            events.append(messages.raw(lines))
-        if final:
-            self._raw_open = False
-
     def drain(self) -> list[messages.Event]:
-        """Output written below Python that is already in the pipe (the task reported its result)."""
+        """Output already in the pipes when the task reported its result (it wrote them before): all of it,
+        a last line without its end included."""
         events: list[messages.Event] = []
-        self._read_raw(events)
+        for r in self.outputs:
+            r.read(events, partial=True)
         return events
 
     def read(self, ready: set[Any]) -> list[messages.Event]:
@@ -208,12 +182,18 @@ class ProcessHandle(TaskHandle):
                 self._read_conn(events)
             if lost and not self._conn_open:  # the end of its event pipe: the task process, if any, is done
                 done = True
-            if self._raw_open and (done or self.raw in ready):
-                self._read_raw(events, final=done)
+            logs: list[messages.Event] = []
+            for r in self.outputs:
+                if r.open and (done or r in ready):
+                    r.read(logs, final=done)
+            if logs:  # written before anything the event pipe says now (a result): first
+                events[:0] = logs
             self._reported = self._reported or any(ev["event"] == "finished" for ev in events)
             if done:
                 self._exited = True
-                self._conn_open = self._raw_open = False
+                self._conn_open = False
+                for r in self.outputs:
+                    r.open = False
         if self._exited and self.proc.exit_known():  # a fork server reports exit codes a moment later
             self.proc.join()
             if lost and not self._reported:
@@ -294,10 +274,11 @@ def _guardian(job: Job) -> Optional[Guardian]:
     return job.stash[_GUARDIAN]
 
 
-def _served(job: Job, task: TaskRun, args: tuple[Any, ...], event_w: int, raw_w: Optional[int]) -> Optional[Any]:
-    """Fork ``task`` in the job's fork server; ``None``: fork it here instead."""
+def _served(job: Job, task: TaskRun, args: tuple[Any, ...], fds: tuple[int, int, int]) -> Optional[Any]:
+    """Fork ``task`` in the job's fork server (``fds``: its event pipe and output pipes); ``None``: fork it
+    here instead."""
     server = _server(job)
-    if server is None or raw_w is None or not server.poll() or not server.serves(task.cls.__module__):
+    if server is None or not server.poll() or not server.serves(task.cls.__module__):
         return None
     instance, info, _snapshot, workdir, memory_limit_mb = args  # the server has its own replica of shared_dict
     try:
@@ -309,7 +290,7 @@ def _served(job: Job, task: TaskRun, args: tuple[Any, ...], event_w: int, raw_w:
     try:
         if not server.sync_shared(job.shared_dict):
             return None
-        return server.spawn(payload, (event_w, raw_w))
+        return server.spawn(payload, fds)
     except ServerGone:
         return None
 

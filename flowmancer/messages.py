@@ -14,8 +14,8 @@ from typing import Any, Literal, Optional, TypedDict, Union
 
 
 class LogEvent(TypedDict):
-    """Lines a task wrote: ``stream`` is ``stdout``, ``stderr``, ``logger``, ``traceback`` or ``raw``
-    (written below Python: C code, subprocesses)."""
+    """Lines a task wrote, in order: ``stream`` is ``stdout``, ``stderr`` (whoever wrote them: Python, C code,
+    subprocesses), ``logger`` (``self.logger``), ``logging`` (other loggers) or ``traceback``."""
 
     event: Literal["log"]
     stream: str
@@ -70,11 +70,6 @@ Event = Union[LogEvent, SharedEvent, FinishedEvent, ExitEvent, UnreadableEvent]
 def log(stream: str, severity: str, lines: list[str], ts: Optional[float] = None) -> LogEvent:
     when = time.time() if ts is None else ts
     return {"event": "log", "stream": stream, "severity": severity, "lines": lines, "ts": when}
-
-
-def raw(lines: list[bytes]) -> LogEvent:
-    """Lines a task wrote below Python (its file descriptors 1 and 2)."""
-    return log("raw", "INFO", [ln.decode("utf-8", "replace") for ln in lines])
 
 
 def shared_set(key: Any, pickled: bytes) -> SharedEvent:

@@ -22,7 +22,7 @@ from .job import Job, TaskRun
 from .markers import hookimpl
 from .outcome import AttemptFacts, Stop, aborted_error, result_of
 from .signalwatch import SignalWatch
-from .states import ExecutionState, LogRecord, Severity, TaskResult
+from .states import ExecutionState, LogLines, Severity, TaskResult
 from .timers import Kind, Timers
 from .triggers import BAD, decide
 from .watcher import Watcher, fd_budget
@@ -57,6 +57,7 @@ class Scheduler:
         #: seconds a task stopped by an abort or a timeout has to run on_abort before it is killed
         self.grace = job.jobdef.model.config.abort_grace_seconds
         self.fd_budget = fd_budget()
+        self.per_line: Any = job.hook.flowmancer_task_log  # called only while a plugin implements it
 
     # -- dependency bookkeeping ----------------------------------------------------------------
 
@@ -184,7 +185,7 @@ class Scheduler:
                 return
         if settle:
             # Its code is done: settle now and let dependents start while the process tears down. Output it
-            # wrote below Python before reporting is in the pipe already: log it first.
+            # wrote before reporting is in its pipes already: log it first.
             for late in getattr(handle, "drain", list)():  # optional for a handle not made from TaskHandle
                 if late["event"] == "log":
                     self._log(task, late)
@@ -214,17 +215,18 @@ class Scheduler:
             facts.unreadable = error
 
     def _log(self, task: TaskRun, ev: messages.LogEvent) -> None:
-        sev = Severity(ev["severity"])
-        # Never earlier than the task's previous line: output below Python is stamped when read, the rest when
-        # written, and a task's log must not go back in time.
+        # Never earlier than the task's previous line: plain output is stamped when read, logging records when
+        # made, and a task's log must not go back in time.
         ts = ev["ts"]
         last = self.last_ts.get(task.name)
         if last is not None and ts < last:
             ts = last
         self.last_ts[task.name] = ts
-        for line in ev["lines"]:
-            rec = LogRecord(task.name, task.attempt, ev["stream"], sev, line, ts)
-            self.hook.flowmancer_task_log(job=self.job, task=task, record=rec)
+        lines = LogLines(task.name, task.attempt, ev["stream"], Severity(ev["severity"]), ev["lines"], ts)
+        self.hook.flowmancer_task_output(job=self.job, task=task, lines=lines)
+        if self.per_line.get_hookimpls():
+            for rec in lines.records():
+                self.per_line(job=self.job, task=task, record=rec)
 
     def _stop(self) -> Stop:
         return Stop(self.aborting, self.job.interrupted, self.job.stop_reason)

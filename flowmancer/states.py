@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
+from typing import Iterator, Optional
 
 
 class ExecutionState(str, Enum):
@@ -61,10 +61,27 @@ class LogRecord:
 
     task: str
     attempt: int
-    stream: str  # "stdout", "stderr", "logger", "raw" (file descriptor level) or "flowmancer"
+    stream: str  # "stdout", "stderr", "logger" (self.logger), "logging" (other loggers) or "traceback"
     severity: Severity
     message: str
     timestamp: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class LogLines:
+    """Consecutive lines a task wrote to one stream, with one severity and time (``flowmancer_task_output``):
+    a flood of output costs one object per read, not one per line."""
+
+    task: str
+    attempt: int
+    stream: str  # as LogRecord.stream
+    severity: Severity
+    messages: list[str]
+    timestamp: float
+
+    def records(self) -> Iterator[LogRecord]:
+        for message in self.messages:
+            yield LogRecord(self.task, self.attempt, self.stream, self.severity, message, self.timestamp)
 
 
 @dataclass

@@ -1,13 +1,12 @@
 """What a task process talks through: its event sender, its ``sys.stdout``/``sys.stderr``, ``shared_dict``.
 
 Only the task's own process reports. A process the task forks (``os.fork``, ``multiprocessing``) shares
-its pipes; if it runs into this code, its output goes to the raw output stream, a ``shared_dict`` write
-from it is refused, and it never sends a result (``Sender``).
+its pipes: its output and ``logging`` records reach the task's log as the task's own, a ``shared_dict``
+write from it is refused, and it never sends a result (``Sender``).
 """
 
 from __future__ import annotations
 
-import codecs
 import io
 import os
 import pickle
@@ -15,7 +14,6 @@ from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMappi
 from typing import Any, Optional
 
 from . import messages
-from .states import Severity
 
 
 class Sender:
@@ -40,99 +38,17 @@ class Sender:
 
     @staticmethod
     def _not_ours(event: messages.Event) -> None:
-        if event["event"] == "log":  # as if written below Python: the scheduler reads it as raw output
-            data = "".join(line + "\n" for line in event["lines"]).encode("utf-8", "replace")
-            while data:
-                data = data[os.write(2, data) :]
-        elif event["event"] == "shared":
+        if event["event"] == "shared":
             raise RuntimeError("shared_dict can only be changed by the task's own process, not by a process it started")
 
 
-class _Bytes(io.RawIOBase):
-    """``sys.stdout.buffer``: bytes decoded as UTF-8 (a character split across writes is kept whole)."""
-
-    def __init__(self, text: LineWriter) -> None:
-        self._text = text
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        data = bytes(b)
-        self._text.write(self._decoder.decode(data))
-        return len(data)
-
-    def fileno(self) -> int:
-        return self._text.fileno()
-
-
-class LineWriter(io.TextIOBase):
-    """A task's ``sys.stdout`` or ``sys.stderr``: a text stream that sends complete lines; a partial line
-    waits for its newline (or ``finish``). It has what code expects of a real one: ``buffer`` (bytes),
-    ``fileno()`` (the descriptor below it, whose output the scheduler reads too), ``encoding``, ``isatty()``."""
-
-    def __init__(self, send: Sender, stream: str, severity: Severity, fd: int = 1) -> None:
-        self._send = send
-        self._stream = stream
-        self._severity = severity.value
-        self._buf = ""
-        self._fd = fd
-        self._bytes: Optional[_Bytes] = None
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        if not isinstance(s, str):
-            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        if "\n" not in s:
-            self._buf += s
-            return len(s)
-        data = self._buf + s
-        *lines, self._buf = data.split("\n")
-        self._send(messages.log(self._stream, self._severity, lines))
-        return len(s)
-
-    def flush(self) -> None:  # complete lines are already sent; a partial line must not be split
-        pass
-
-    def finish(self) -> None:
-        if self._buf:
-            rest, self._buf = self._buf, ""
-            self._send(messages.log(self._stream, self._severity, [rest]))
-
-    @property
-    def buffer(self) -> _Bytes:
-        if self._bytes is None:
-            self._bytes = _Bytes(self)
-        return self._bytes
-
-    def fileno(self) -> int:
-        return self._fd
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
-
-    @property
-    def errors(self) -> str:  # type: ignore[override]
-        return "strict"
-
-    @property
-    def line_buffering(self) -> bool:
-        return True
-
-    @property
-    def name(self) -> str:
-        return f"<{self._stream}>"
-
-    @property
-    def mode(self) -> str:
-        return "w"
-
-    def isatty(self) -> bool:
-        return False
+def text_stream(fd: int) -> io.TextIOWrapper:
+    """A task's ``sys.stdout`` (``fd`` 1) or ``sys.stderr`` (2): a real text file on that descriptor, UTF-8,
+    line-buffered, so each line reaches the pipe before the task's next statement (and in order with what
+    is written to the descriptor directly). A character UTF-8 cannot hold (a lone surrogate) is written
+    escaped rather than failing the task. Built before the fork (see ``worker.Attempt``); it closes nothing."""
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True)
 
 
 def _pickled(key: Any, value: Any) -> bytes:

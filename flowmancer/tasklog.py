@@ -3,8 +3,8 @@
 ``self.logger`` is a standard ``logging.Logger`` (``flowmancer.task.<task name>``): ``%``-args,
 ``exception()``, ``isEnabledFor`` and levels work, and the original API's ``info(msg)`` and friends are
 simply the stdlib methods. In a task process one handler on the root logger (``CaptureHandler``) turns every
-record of every logger into a log event of its level, in order with the task's ``print`` output (both go
-down the same event pipe): stream ``logger`` for ``self.logger``, ``logging`` for the others (shown as
+record of every logger into a framed record of its level on the task's stdout, in order with its ``print``
+output (``output``): stream ``logger`` for ``self.logger``, ``logging`` for the others (shown as
 ``<logger name>: <message>``); ``warnings.warn`` is captured as WARNING. Levels: by default ``self.logger``
 at every level (the original API logged its ``debug`` lines) and other loggers from INFO (a library's debug
 chatter stays out); the task's ``log_level`` (or ``config.task_defaults.log_level``) sets both. Handlers the
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from . import messages
+from .output import frame
 
 LOGGER_PREFIX = "flowmancer.task."
 
@@ -44,12 +44,12 @@ def task_logger(name: str) -> logging.Logger:
 
 
 class CaptureHandler(logging.Handler):
-    """Every record of the task process, as a log event: ``<logger>: <message>`` (the task's own logger
-    without its name), the traceback of ``exception()``/``exc_info`` and ``stack_info`` as more lines."""
+    """Every record of the task process, framed on its stdout: ``<logger>: <message>`` (the task's own
+    logger without its name), the traceback of ``exception()``/``exc_info`` and ``stack_info`` as more lines."""
 
-    def __init__(self, send: Callable[[messages.Event], None], own: str) -> None:
+    def __init__(self, write: Callable[[str], Any], own: str) -> None:
         super().__init__()
-        self.send = send
+        self.write = write
         self.own = own
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -62,7 +62,7 @@ class CaptureHandler(logging.Handler):
                 text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             if record.stack_info:
                 text += "\n" + record.stack_info.rstrip("\n")
-            self.send(messages.log(stream, severity_of(record.levelno), text.split("\n"), ts=record.created))
+            self.write(frame(stream, severity_of(record.levelno), text.split("\n"), record.created))
         except Exception:  # noqa: BLE001 - logging's own rule: a failing handler reports and the task goes on
             self.handleError(record)
 
@@ -70,9 +70,9 @@ class CaptureHandler(logging.Handler):
 class Capture:
     """What ``install`` needs in the task process, made beforehand."""
 
-    def __init__(self, send: Callable[[messages.Event], None], task: str, level: Optional[str]) -> None:
+    def __init__(self, write: Callable[[str], Any], task: str, level: Optional[str]) -> None:
         self.logger = task_logger(task)
-        self.handler = CaptureHandler(send, self.logger.name)
+        self.handler = CaptureHandler(write, self.logger.name)
         number = logging.getLevelName(level) if level else None
         self.own_level = number if isinstance(number, int) else logging.DEBUG
         self.root_level = number if isinstance(number, int) else logging.INFO

@@ -16,7 +16,7 @@ from .config import Config
 from .job import Job, TaskRun
 from .livestatus import LiveStatus
 from .markers import hookimpl
-from .states import ExecutionState, LogRecord, TaskResult
+from .states import ExecutionState, LogLines, TaskResult
 from .stdio import printable
 
 S = ExecutionState
@@ -143,14 +143,14 @@ class TerminalReporter:
             self.line(self.paint(f"  started    {printable(task.name)}{att}", "BLUE"))
 
     @hookimpl
-    def flowmancer_task_log(self, job: Job, task: TaskRun, record: LogRecord) -> None:
+    def flowmancer_task_output(self, job: Job, task: TaskRun, lines: LogLines) -> None:
         tail = self.tails.get(task.name)
         if tail is None:
             tail = self.tails[task.name] = deque(maxlen=TAIL_LINES)
-        tail.append(record.message)
+        tail.extend(lines.messages)
         if self.show_output:
             prefix = self.paint(f"[{printable(task.name)}]", "BLUE")
-            for ln in record.message.split("\n"):
+            for ln in lines.messages:
                 self.line(f"{prefix} {printable(ln)}")
 
     @hookimpl

@@ -58,6 +58,10 @@ class HookRecorder:
 
         config.pluginmanager.add_hookcall_monitoring(before, after)
 
+    @hookimpl
+    def flowmancer_task_log(self, job: Any, task: Any, record: Any) -> None:
+        """Implemented so that the scheduler makes its per-line calls (recorded like the rest)."""
+
     def getcalls(self, name: str) -> list[HookCall]:
         return [c for c in self.calls if c.name == name]
 

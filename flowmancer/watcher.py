@@ -87,7 +87,8 @@ class Watcher:
 
 
 def fd_budget() -> int:
-    """How many tasks may run at once before file descriptors run out (each takes about 4), after raising
+    """How many tasks may run at once before file descriptors run out (each takes about 5: its event pipe, two
+    output pipes, its sentinel, a spare), after raising
     the soft limit to the hard one."""
     try:
         import resource
@@ -103,4 +104,4 @@ def fd_budget() -> int:
         limit = soft if soft != resource.RLIM_INFINITY else 65536
     except ImportError:  # not on POSIX
         limit = 2048
-    return max(1, (limit - 64) // 4)
+    return max(1, (limit - 64) // 5)

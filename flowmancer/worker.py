@@ -1,7 +1,8 @@
 """The child side: run one attempt of one task and report it over a pipe.
 
-No plugin manager here. The child turns ``print``/stderr/``self.logger`` into line events, sends each
-``shared_dict`` write at once (``taskio``), and ends with one ``finished`` event, from its own process only.
+No plugin manager here. The child writes its output and ``logging`` records to its descriptors 1 and 2
+(``output``), sends each ``shared_dict`` write at once (``taskio``), and ends with one ``finished`` event,
+from its own process only.
 Anything that kills it before that (``os._exit``, a signal, a segfault) is noticed by the parent from the
 process sentinel.
 
@@ -20,13 +21,14 @@ import os
 import pickle
 import signal
 import sys
+import time
 import traceback
 from typing import Any, Optional
 
 from . import messages
-from .states import Severity
+from .output import frame
 from .task import Task, TaskInfo
-from .taskio import LineWriter, Sender, SharedDict
+from .taskio import Sender, SharedDict, text_stream
 from .tasklog import Capture
 
 #: the exit code of a task process that was aborted (it handled SIGTERM): 128 + 15, as a shell reports it
@@ -170,17 +172,17 @@ def _leave(exc: Optional[BaseException]) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-            getattr(stream, "finish", lambda: None)()
         except Exception:  # noqa: BLE001
             pass
     os._exit(code)
 
 
 class _Lifecycle:
-    def __init__(self, task: Task, send: Sender, info: TaskInfo) -> None:
+    def __init__(self, task: Task, send: Sender, info: TaskInfo, out: io.TextIOBase) -> None:
         self.task = task
         self.send = send
         self.info = info
+        self.out = out  # the task's stdout, where its tracebacks go, in order with what it printed
         self.error: Optional[str] = None
         self.tb: Optional[str] = None
         self.aborted = False
@@ -204,7 +206,10 @@ class _Lifecycle:
             summary = f"{stage}() raised {type(exc).__name__}: {_safe_str(exc)}".rstrip(": ")
             if isinstance(exc, MemoryError) and self.memory_limit_mb:
                 summary += f" (memory limit of {self.memory_limit_mb} MB reached: memory_limit_mb)"
-        self.send(messages.log("traceback", "ERROR", [text]))
+        try:
+            self.out.write(frame("traceback", "ERROR", text.split("\n"), time.time()))
+        except (OSError, ValueError):  # the task closed its stdout, or the runner is gone: the report still goes
+            pass
         if self.error is None:
             self.error, self.tb = summary, text
             self.kind = "exit" if isinstance(exc, SystemExit) else "exception"
@@ -287,20 +292,23 @@ class Attempt:
     ) -> None:
         self.send = send = Sender(conn)
         self.conn = conn
-        self.out = LineWriter(send, "stdout", Severity.INFO, 1)
-        self.err = LineWriter(send, "stderr", Severity.ERROR, 2)
+        self.out = text_stream(1)
+        self.err = text_stream(2)
         self.shared = shared
-        self.capture = Capture(send, info.name, info.log_level)  # self.logger and the root handler
+        self.capture = Capture(self.out.write, info.name, info.log_level)  # self.logger and the root handler
         self.logger = self.capture.logger
-        self.life = _Lifecycle(task, send, info)
+        self.life = _Lifecycle(task, send, info, self.out)
         self.life.memory_limit_mb = memory_limit_mb
         self.files = files  # see module_files
         self.at_exit = _ExitHandlers()
 
-    def run(self, raw_fd: Optional[int], workdir: Optional[str], faulthandler_on: bool = False) -> int:
+    def run(
+        self, out_fd: Optional[int], err_fd: Optional[int], workdir: Optional[str], faulthandler_on: bool = False
+    ) -> int:
         """In the task process: set it up, run the lifecycle, end as a program does, report; return the exit
-        code. ``faulthandler_on``: the forking process enabled it on file descriptor 2 already (which
-        becomes the raw pipe here)."""
+        code. ``out_fd``/``err_fd``: the write ends of its output pipes (``output.pipes``), which become its
+        descriptors 1 and 2 (``None``: keep those it has). ``faulthandler_on``: the forking process enabled
+        it on descriptor 2 already."""
         self.send.owner = os.getpid()
         self.at_exit.install()  # handlers registered before the fork belong to the process that forked this one
         try:
@@ -309,10 +317,8 @@ class Attempt:
             pass
         _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the parent coordinates Ctrl-C
         _signal.signal(_signal.SIGTERM, _raise_aborted)  # still blocked: _Lifecycle.run unblocks it
-        if raw_fd is not None:  # output written below Python (C code, subprocesses) reaches the parent too
-            os.dup2(raw_fd, 1)
-            os.dup2(raw_fd, 2)
-            os.close(raw_fd)
+        if out_fd is not None and err_fd is not None:  # C code and subprocesses write to the same pipes
+            _redirect(out_fd, err_fd)
             if not faulthandler_on:
                 # Descriptor 2 itself, not sys.__stderr__: enable() flushes a file object, and after a fork from a
                 # process with other threads that object's lock may be held by a thread this process lacks.
@@ -363,15 +369,20 @@ class Attempt:
 
     def _end_program(self) -> None:
         """What Python does before a program exits: flush what is buffered, call the ``atexit`` handlers."""
-        self.out.finish()
-        self.err.finish()
+        self._flush_output()
         # Not sys.__stdout__/__stderr__: forked from a process with other threads (the scheduler's event loop,
         # a host's logging), this copy of their buffer's lock may be held by a thread that no longer exists.
         if self.files:
             _flush(self.files)
         self.at_exit.run()
-        self.out.finish()
-        self.err.finish()
+        self._flush_output()
+
+    def _flush_output(self) -> None:
+        for stream in (self.out, self.err):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed by the task, or the runner is gone
+                pass
 
     def _report(self) -> int:
         life = self.life
@@ -383,14 +394,33 @@ class Attempt:
         return life.exit_code
 
 
+def _redirect(out_fd: int, err_fd: int) -> None:
+    """Make ``out_fd`` descriptor 1 and ``err_fd`` descriptor 2 (either may be 1 or 2 already, when the
+    process that made the pipes had those closed)."""
+    if err_fd == 1:
+        err_fd = os.dup(err_fd)
+    if out_fd != 1:
+        os.dup2(out_fd, 1)
+    if err_fd != 2:
+        os.dup2(err_fd, 2)
+    for fd in {out_fd, err_fd}:
+        if fd > 2:
+            os.close(fd)
+
+
 def child_main(
     conn: Any,
-    raw_fd: Optional[int],
+    out: Any,
+    err: Any,
     task: Task,
     info: TaskInfo,
     snapshot: dict[str, Any],
     workdir: Optional[str],
     memory_limit_mb: Optional[int] = None,
 ) -> int:
-    """Entry point of a task process made without a fork server (``multiprocessing.Process``, Dask)."""
-    return Attempt(conn, task, info, snapshot, memory_limit_mb).run(raw_fd, workdir)
+    """Entry point of a task process made without a fork server (``multiprocessing.Process``, Dask). ``out``
+    and ``err``: the output pipes' write ends, as descriptors or objects with ``fileno()`` (a
+    ``multiprocessing`` connection carries a descriptor to a spawned process)."""
+    out_fd = out if out is None or isinstance(out, int) else out.fileno()
+    err_fd = err if err is None or isinstance(err, int) else err.fileno()
+    return Attempt(conn, task, info, snapshot, memory_limit_mb).run(out_fd, err_fd, workdir)

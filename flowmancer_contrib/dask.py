@@ -24,7 +24,7 @@ import uuid
 from collections import deque
 from typing import Any, Optional
 
-from flowmancer import hookimpl, messages
+from flowmancer import hookimpl, messages, output
 from flowmancer.config import Config
 from flowmancer.errors import Problem, UsageError
 from flowmancer.executor import TaskHandle
@@ -307,18 +307,18 @@ def run_attempt(
     worker = get_worker()
     # Dask's worker processes are daemonic, so multiprocessing will not start children: fork directly.
     conn, child_conn = multiprocessing.Pipe(duplex=False)
-    raw_r, raw_w = os.pipe()
+    readers, (out_w, err_w) = output.pipes()
     workdir = rootdir if os.path.isdir(rootdir) else None
 
     def target(*args: Any) -> int:
         _die_with_parent()
         return child_main(*args)
 
-    args = (child_conn, raw_w, task, info, snapshot, workdir, memory_limit_mb)
-    proc = fork_child(target, args, (child_conn.fileno(), raw_w))
+    args = (child_conn, out_w, err_w, task, info, snapshot, workdir, memory_limit_mb)
+    proc = fork_child(target, args, (child_conn.fileno(), out_w, err_w))
     child_conn.close()
-    os.close(raw_w)
-    os.set_blocking(raw_r, False)
+    os.close(out_w)
+    os.close(err_w)
     abort = Event(f"abort-{key}", client=get_client())  # usable from the watcher thread
     stop = threading.Event()
 
@@ -334,38 +334,28 @@ def run_attempt(
 
     threading.Thread(target=watch_abort, daemon=True).start()
     batches = 0
-    buf = b""
     conn_open = True
     while True:
-        ready = wait([proc.sentinel, raw_r] + ([conn] if conn_open else []))
+        ready: list[Any] = wait([proc.sentinel, *[r for r in readers if r.open]] + ([conn] if conn_open else []))
+        done = proc.sentinel in ready
         events: list[messages.Event] = []
-        if conn in ready or proc.sentinel in ready:
+        for r in readers:  # written before what the event pipe says now
+            if r.open and (done or r in ready):
+                r.read(events, final=done)
+        if conn in ready or done:
             try:
                 while conn_open and conn.poll():
                     events.append(conn.recv())
             except (EOFError, OSError):
                 conn_open = False
-        try:
-            while True:
-                chunk = os.read(raw_r, 65536)
-                if not chunk:
-                    break
-                buf += chunk
-        except BlockingIOError:
-            pass
-        *lines, buf = buf.split(b"\n")
-        if lines:
-            events.append(messages.raw(lines))
         if events:
             worker.log_event(topic, {"key": key, "events": events})
             batches += 1
-        if proc.sentinel in ready:
+        if done:
             break
     stop.set()
-    if buf:
-        worker.log_event(topic, {"key": key, "events": [messages.raw([buf])]})
-        batches += 1
-    os.close(raw_r)
+    for r in readers:
+        r.close()
     return {"exitcode": proc.join(), "batches": batches}
 
 

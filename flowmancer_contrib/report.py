@@ -26,7 +26,7 @@ from flowmancer.components import register_as_plugin
 from flowmancer.config import Config
 from flowmancer.extensions import Extension, extension
 from flowmancer.job import Job, TaskRun
-from flowmancer.states import LogRecord
+from flowmancer.states import LogLines
 
 TAIL = 20
 COLOURS = {
@@ -265,11 +265,11 @@ class RunReport(Extension):
         pass
 
     @hookimpl
-    def flowmancer_task_log(self, job: Job, task: TaskRun, record: LogRecord) -> None:
+    def flowmancer_task_output(self, job: Job, task: TaskRun, lines: LogLines) -> None:
         tail = self._tails.get(task.name)
         if tail is None:
             tail = self._tails[task.name] = deque(maxlen=TAIL)
-        tail.extend(record.message.split("\n"))
+        tail.extend(lines.messages)
 
     @hookimpl
     def flowmancer_job_finish(self, job: Job, exitcode: int) -> None:

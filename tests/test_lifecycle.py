@@ -137,9 +137,10 @@ def test_process_death_without_report(life, how, expected, spawn_path):
 
 def test_segfault_stack_reaches_the_task_log(life, spawn_path):
     result, _ = life(fail_in="run", how="segfault")
-    raw = [c.record.message for c in result.recorder.getcalls("flowmancer_task_log") if c.record.stream == "raw"]
-    assert any("Fatal Python error: Segmentation fault" in m for m in raw)
-    assert any("in _mark" in m for m in raw)
+    err = [c.record for c in result.recorder.getcalls("flowmancer_task_log") if c.record.stream == "stderr"]
+    assert {r.severity.value for r in err} == {"ERROR"}  # stderr, whoever writes it
+    assert any("Fatal Python error: Segmentation fault" in r.message for r in err)
+    assert any("in _mark" in r.message for r in err)
 
 
 def test_restart_flag_is_false_on_a_fresh_run(life):

@@ -12,8 +12,8 @@ Protocol: length-prefixed records over a Unix stream socket pair (a datagram soc
 descriptors ride with the record that needs them and, arriving in order, are taken in order.
 
 - scheduler -> server: ``b"I"`` + pickled init (``sys.path``, the modules to import), then spawn requests
-  ``b"F" + id + pickled arguments`` carrying two file descriptors (the task's event and raw-output
-  pipes, write ends), each preceded when needed by ``b"D"`` + the changes to ``shared_dict`` since the
+  ``b"F" + id + pickled arguments`` carrying three file descriptors (the task's event pipe and its
+  stdout and stderr pipes, write ends), each preceded when needed by ``b"D"`` + the changes to ``shared_dict`` since the
   last request (the server keeps a replica, which children see by fork: no copy of it per task).
   Requests are pipelined: the scheduler keeps working while the server forks.
 - server -> scheduler: ``b"R" + pickled {module: file}`` once ready; ``b"S" + id + pid`` carrying the

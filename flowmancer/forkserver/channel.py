@@ -12,6 +12,8 @@ SPAWNED = struct.Struct("=Qi")  # request id, pid
 EXITED = struct.Struct("=ii")  # pid, exit code (negative: killed by that signal)
 ID = struct.Struct("=Q")
 MAX_FDS = 16  # room in one read's control buffer: a read never spans two records that carry fds
+#: descriptors a spawn request carries: the task's event pipe and its two output pipes (write ends)
+FDS_PER_TASK = 3
 #: requests sent but not answered yet: enough to overlap the two processes, few enough to stay in the buffers
 PIPELINE = 32
 

@@ -221,7 +221,7 @@ class ForkServer:
         self._send(b"D" + changes)
         return True
 
-    def spawn(self, payload: bytes, fds: tuple[int, int]) -> ServedChild:
+    def spawn(self, payload: bytes, fds: tuple[int, int, int]) -> ServedChild:
         """Ask for a task process running ``child_main`` with the pickled ``payload`` arguments. The
         answer is read when the pid or sentinel is first needed; the caller may close ``fds`` now."""
         if not self.alive:

@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..lifeline import close_ranges, closing_ranges, kill_and_wait, kill_group, open_fds, opened_since
-from .channel import EXITED, ID, MAX_FDS, PIPELINE, SPAWNED, Channel
+from .channel import EXITED, FDS_PER_TASK, ID, MAX_FDS, PIPELINE, SPAWNED, Channel
 
 if TYPE_CHECKING:
     from ..taskio import SharedDict
@@ -32,7 +32,7 @@ def serve(fd: int) -> None:
     from ..taskio import SharedDict
     from ..worker import Attempt  # noqa: F401 - pydantic and the task machinery: the bulk of the start-up, done now
 
-    faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # fd 2: each child's raw pipe, once it is forked
+    faulthandler.enable(file=sys.__stderr__ or 2, all_threads=False)  # fd 2: each child's stderr pipe, once forked
     init = _first(chan)
     if init is None:
         return
@@ -94,7 +94,7 @@ def _serve_once(
         if not _fill(chan):
             return False
         try:  # a read stops after a message carrying fds (each request): take all that is there
-            while len(chan.fds) < 2 * PIPELINE and chan.fill(socket.MSG_DONTWAIT):
+            while len(chan.fds) < FDS_PER_TASK * PIPELINE and chan.fill(socket.MSG_DONTWAIT):
                 pass
         except BlockingIOError:
             pass
@@ -109,7 +109,8 @@ def _serve_once(
                 for k in deleted:
                     shared.data.pop(k, None)
                 continue
-            batch.append(_Request(rec, chan.fds.popleft(), chan.fds.popleft(), shared, files))
+            fds = chan.fds
+            batch.append(_Request(rec, fds.popleft(), fds.popleft(), fds.popleft(), shared, files))
         _fork(sock, batch, module_fds, children)
     _reap(sock, children)
     return True
@@ -175,7 +176,8 @@ class _Request:
         self,
         rec: bytes,
         event_w: int,
-        raw_w: int,
+        out_w: int,
+        err_w: int,
         shared: SharedDict,
         files: dict[Optional[str], tuple[Any, ...]],
     ) -> None:
@@ -183,7 +185,7 @@ class _Request:
         from ..worker import Attempt, module_files
 
         (self.req,) = ID.unpack_from(rec, 1)
-        self.fds = (event_w, raw_w)
+        self.fds = (event_w, out_w, err_w)
         self.attempt: Optional[Attempt] = None
         self.workdir: Optional[str] = None
         try:
@@ -212,7 +214,7 @@ def _fork(sock: socket.socket, batch: list[_Request], module_fds: tuple[int, ...
         for r, ranges in zip(batch, keep):
             pid = os.fork()
             if pid == 0:
-                _child(r.attempt, r.fds[1], r.workdir, ranges)
+                _child(r.attempt, r.fds[1], r.fds[2], r.workdir, ranges)
             pids.append(pid)
             children.add(pid)
     finally:
@@ -253,13 +255,15 @@ def _reap(sock: socket.socket, children: set[int]) -> None:
         _reply(sock, b"X" + EXITED.pack(pid, os.waitstatus_to_exitcode(status)))
 
 
-def _child(attempt: Optional[Attempt], raw_w: int, workdir: Optional[str], ranges: tuple[tuple[int, int], ...]) -> None:
+def _child(
+    attempt: Optional[Attempt], out_w: int, err_w: int, workdir: Optional[str], ranges: tuple[tuple[int, int], ...]
+) -> None:
     code = 1
     try:
         _signal.set_wakeup_fd(-1)
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the task's own subprocesses need the default
         close_ranges(ranges)
         if attempt is not None:
-            code = attempt.run(raw_w, workdir, faulthandler_on=True)
+            code = attempt.run(out_w, err_w, workdir, faulthandler_on=True)
     finally:
         os._exit(code)

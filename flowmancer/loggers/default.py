@@ -19,7 +19,7 @@ from ..job import Job, TaskRun
 from ..jobdef import LoadedJobDef
 from ..markers import hookimpl
 from ..stash import StashKey
-from ..states import LogRecord, TaskResult
+from ..states import LogLines, TaskResult
 from .file import FileLogger, format_lines
 
 
@@ -115,14 +115,14 @@ class FileLogSink:
         self._safe(self.logger.start_attempt, task.name, task.attempt, task.started_at or time.time())
 
     @hookimpl
-    def flowmancer_task_log(self, job: Job, task: TaskRun, record: LogRecord) -> None:
+    def flowmancer_task_output(self, job: Job, task: TaskRun, lines: LogLines) -> None:
         if not self.broken:
-            text = format_lines(record.severity.value, record.message, record.timestamp)
-            lines = self.pending.get(task.name)
-            if lines is None:
+            text = format_lines(lines.severity.value, lines.messages, lines.timestamp)
+            pending = self.pending.get(task.name)
+            if pending is None:
                 self.pending[task.name] = [text]
             else:
-                lines.append(text)
+                pending.append(text)
 
     @hookimpl
     def flowmancer_runjob_idle(self, job: Job) -> None:

@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from pydantic import PrivateAttr
 
@@ -66,10 +66,11 @@ def _stamp(ts: float, _last: list[tuple[int, str]] = [(-1, "")]) -> str:  # noqa
     return cached[1]
 
 
-def format_lines(severity: str, message: str, timestamp: float) -> str:
-    """One log event as the lines of a log file: ``[time] SEVERITY - text`` per line."""
+def format_lines(severity: str, message: Union[str, list[str]], timestamp: float) -> str:
+    """Lines of a log file, ``[time] SEVERITY - text`` each: a message (split at its newlines), or lines."""
     prefix = f"[{_stamp(timestamp)}] {severity} - "
-    return "".join(prefix + line + "\n" for line in message.split("\n"))
+    lines = message.split("\n") if isinstance(message, str) else message
+    return prefix + ("\n" + prefix).join(lines) + "\n" if lines else ""
 
 
 @logger
