@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import stdio
+from . import signalwatch, stdio
 from .config import Config, find_rootdir, read_settings
 from .errors import FlowmancerError, UsageError
 from .exitcode import ExitCode
@@ -177,9 +177,11 @@ def run(
     (which turns it into an orderly abort) returns 130, or raises ``KeyboardInterrupt`` with ``raise_interrupt``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     saved = stdio.guard()  # a reader that goes away (| head) or a closed terminal never ends the run
+    early = signalwatch.catch_early()
     try:
         return _run(argv, prog, default_root, default_jobdef, extra_vars, raise_errors, plugins, raise_interrupt)
     finally:
+        signalwatch.release_early(early)
         stdio.restore(saved)
 
 

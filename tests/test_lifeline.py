@@ -214,8 +214,33 @@ def test_a_task_process_holds_only_its_pipes_stdio_and_its_modules_files(project
         others = {fd: what for fd, what in fds.items() if int(fd) > 2}
         pipes = [w for w in others.values() if w.startswith("pipe:")]
         files = [w for w in others.values() if not w.startswith("pipe:")]
-        assert len(pipes) == 1, others  # its event pipe (stdout and stderr are its output pipe)
+        assert len(pipes) == 1, others  # its event pipe (stdout and stderr are its two output pipes)
         assert [Path(f).name for f in files] == ["module-level.txt"], others  # no checkpoint, no lock, no socket
+
+
+def test_ctrl_c_that_python_swallows_while_starting_still_stops_the_run(project):
+    """A KeyboardInterrupt raised inside a callback (an import lock's, a finalizer) is only reported by Python,
+    never raised: the runner remembers the Ctrl-C and aborts as soon as its scheduler starts."""
+    project.make_conf(
+        """
+        import os, signal, weakref
+        from flowmancer import hookimpl
+
+        class Thing:
+            pass
+
+        @hookimpl
+        def flowmancer_job_start(job):
+            thing = Thing()
+            ref = weakref.ref(thing, lambda r: os.kill(os.getpid(), signal.SIGINT))  # raises in the callback
+            del thing
+        """
+    )
+    project.make_jobdef("tasks:\n  a: {task: Work, parameters: {seconds: 5, spawn_child: false}}\n")
+    result = project.run_subprocess(timeout=30)
+    assert result.ret == ExitCode.INTERRUPTED, result.stdout + result.stderr
+    assert "KeyboardInterrupt" not in result.stderr and "Traceback" not in result.stderr
+    assert result.duration < 4, "task a ran its 5 seconds: the swallowed Ctrl-C was lost"
 
 
 def test_ctrl_c_while_starting_exits_130_without_a_traceback(project, launch):
