@@ -161,6 +161,20 @@ def flowmancer_runjob_idle(job: Job) -> Optional[float]:
 # --------------------------------------------------------------------------------------------------
 
 
+@hookspec(firstresult=True)
+def flowmancer_task_reuse(job: Job, task: TaskRun) -> Optional[TaskResult]:
+    """The task's dependencies are satisfied: may an earlier run's result stand in for running it?
+
+    :param job: the ``Job``.
+    :param task: the ready task.
+    :return: a COMPLETED ``TaskResult`` to settle the task without running it (no process, no concurrency
+        slot; ``flowmancer_task_finish`` reports it like any other); ``None`` to run it.
+
+    Asked before ``flowmancer_task_can_start``. The ``incremental`` plugin answers for up-to-date tasks
+    (after replaying their recorded ``shared_dict`` writes), with ``result.up_to_date`` set.
+    """
+
+
 @hookspec
 def flowmancer_task_can_start(job: Job, task: TaskRun) -> Optional[bool]:
     """Gate: the task's dependencies are satisfied; may it start now? Use in flowmancerconf.py.

@@ -15,10 +15,13 @@ from .config import Config
 from .hookrelay import answer
 from .job import Job, TaskRun
 from .markers import hookimpl
+from .stash import StashKey
 from .states import ExecutionState
 from .stdio import printable
 
 S = ExecutionState
+#: a plugin's word on whether a task would run, and why (the ``incremental`` plugin's decisions)
+PLAN_REASON = StashKey[tuple[bool, str]]("plan.reason")
 # fill colours for --graph by state (a restored checkpoint state when -r is given)
 _FILL = {
     "COMPLETED": "#b7e1a1",
@@ -57,6 +60,9 @@ def reason(job: Job, t: TaskRun) -> tuple[bool, str]:
         return False, "deselected"
     if t.state is S.COMPLETED:
         return False, "completed in the checkpoint (-r)"
+    said = t.stash.get(PLAN_REASON)
+    if said is not None:
+        return said
     if t.is_restart:
         return True, f"failed in the checkpoint, reruns with on_restart; {deps}"
     cp = t.checkpoint_state

@@ -35,6 +35,7 @@ BUILTINS: dict[str, str] = {
     "filelogger": "flowmancer.loggers.default",
     "checkpoint": "flowmancer.checkpointer.plugin",
     "plan": "flowmancer.plan",
+    "incremental": "flowmancer.incremental.plugin",
     "schema": "flowmancer.schema",
     "watch": "flowmancer.watch",
     "helpconfig": "flowmancer.helpconfig",

@@ -121,6 +121,11 @@ class Scheduler:
                     return
                 _, name = self.ready[0]
                 task = self.job.tasks[name]
+                reused = self.hook.flowmancer_task_reuse(job=self.job, task=task)
+                if reused is not None:
+                    heapq.heappop(self.ready)
+                    self._reused(task, reused)
+                    continue
                 answers = self.hook.flowmancer_task_can_start(job=self.job, task=task)
                 if False in answers:
                     return
@@ -140,6 +145,16 @@ class Scheduler:
             for task in started:
                 if task.handle is not None:
                     self.watcher.watch(task, task.handle)
+
+    def _reused(self, task: TaskRun, result: TaskResult) -> None:
+        """Settled without running: an earlier run's result stands (``flowmancer_task_reuse``)."""
+        if result.state is not S.COMPLETED:
+            raise RuntimeError(f"flowmancer_task_reuse answered {result.state.value} for '{task.name}': only COMPLETED")
+        task.result = result
+        task.history.append(result)
+        self.job.set_state(task, S.COMPLETED)
+        self.hook.flowmancer_task_finish(job=self.job, task=task, result=result)
+        self._settle(task)
 
     def _spawn(self, task: TaskRun) -> None:
         task.attempt += 1

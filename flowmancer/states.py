@@ -100,6 +100,8 @@ class TaskResult:
     exception_types: tuple[str, ...] = ()  # the exception's classes, most derived first, short and dotted names
     will_retry: bool = False
     retry_delay: Optional[float] = None
+    #: an incremental run found it up to date and did not run it: when the run it reuses completed
+    up_to_date: Optional[float] = None
 
     @property
     def duration(self) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections import deque
 from typing import IO, Optional
 
@@ -161,7 +162,9 @@ class TerminalReporter:
             return
         state = result.state.value
         extra = ""
-        if result.state is S.DEFAULTED or result.state is S.SKIPPED:
+        if result.up_to_date is not None:
+            state, extra = "UP-TO-DATE", time.strftime("ran %Y-%m-%d %H:%M:%S", time.localtime(result.up_to_date))
+        elif result.state is S.DEFAULTED or result.state is S.SKIPPED:
             extra = printable(result.error or "")
         else:
             extra = fmt_duration(result.duration)
@@ -191,8 +194,11 @@ class TerminalReporter:
                 if r and r.error:
                     self.line(self.paint(f"E   {printable(r.error)}", "RED", bold=True))
         self.config.hook.flowmancer_terminal_summary(job=job, write=self.line, terminalreporter=self, exitcode=exitcode)
-        counts = [(s, job.count(s)) for s in _ORDER]
+        up = sum(1 for t in job if t.state is S.COMPLETED and t.result is not None and t.result.up_to_date is not None)
+        counts = [(s, job.count(s) - (up if s is S.COMPLETED else 0)) for s in _ORDER]
         parts = [self.paint(f"{n} {s.value.lower()}", _COLOURS[s]) for s, n in counts if n]
+        if up:
+            parts.insert(1 if counts[0][1] else 0, self.paint(f"{up} up to date", "GREEN"))
         not_run = job.count(S.INIT, S.PENDING, S.RUNNING)
         if not_run:
             parts.append(f"{not_run} not run")

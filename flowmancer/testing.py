@@ -27,7 +27,7 @@ from .job import Job
 from .markers import hookimpl
 from .states import ExecutionState
 
-_SUMMARY = re.compile(r"(\d+) (completed|failed|defaulted|aborted|skipped|not run)")
+_SUMMARY = re.compile(r"(\d+) (completed|up to date|failed|defaulted|aborted|skipped|not run)")
 
 
 @dataclass

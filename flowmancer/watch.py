@@ -2,7 +2,9 @@
 
 Each run is a fresh ``flowmancer`` process (so edited task code is really reloaded), restarted by
 ``watchfiles.run_process``: a change during a run stops it with SIGINT (tasks get ``on_abort``) and
-starts a new one. Watched: ``.py`` and ``.yaml`` files under the app root (task, logger and extension
+starts a new one. Reruns are incremental (``--no-incremental``: every task reruns): only the tasks the
+change affects run, and the rerun's first line says which (``changed: tasks/helpers.py -> transform``).
+Watched: ``.py`` and ``.yaml`` files under the app root (task, logger and extension
 modules, ``flowmancerconf.py``, job files), the job file and its includes wherever they are; ignored:
 ``logs/``, ``.flowmancer/``, caches and editors' temp files.
 """
@@ -31,7 +33,8 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--watch",
         action="store_true",
-        help="run the job, then rerun it whenever its YAML, task modules or flowmancerconf.py change",
+        help="run the job, then rerun the tasks a change affects whenever its YAML, task modules or flowmancerconf.py "
+        "change (incremental; --no-incremental reruns all)",
     )
 
 
@@ -55,8 +58,12 @@ def watched_paths(config: Config) -> list[Path]:
     return sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
 
 
-def child_argv(argv: list[str]) -> list[str]:
-    return [sys.executable, "-m", "flowmancer", *(a for a in argv if a != "--watch")]
+def child_argv(argv: list[str], incremental: bool = False) -> list[str]:
+    """Each rerun: the same command without ``--watch`` (with ``--incremental`` if asked for)."""
+    args = [a for a in argv if a != "--watch"]
+    if incremental and "--incremental" not in args:
+        args.append("--incremental")
+    return [sys.executable, "-m", "flowmancer", *args]
 
 
 @hookimpl(tryfirst=True)
@@ -77,7 +84,12 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
     where = ", ".join(str(p) for p in paths)
     print(f"watching {where} (Ctrl-C to stop)", flush=True)
 
+    # Reruns are incremental unless told otherwise (or the plugin is blocked: -p no:incremental).
+    incremental = "--no-incremental" not in argv and config.pluginmanager.has_plugin("incremental")
+
     def on_change(changes: set[tuple[Any, str]]) -> None:
+        if incremental:  # the rerun prints the line itself, with the tasks the change affects
+            return
         names = sorted({os.path.relpath(p, rootdir) for _, p in changes})
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         stamp = time.strftime("%H:%M:%S")
@@ -103,7 +115,7 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
     try:
         watchfiles.run_process(
             *paths,
-            target=shlex.join(child_argv(argv)),
+            target=shlex.join(child_argv(argv, incremental)),
             target_type="command",
             callback=on_change,
             watch_filter=watch_filter,

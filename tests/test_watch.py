@@ -73,7 +73,8 @@ def project(fmtester):
 
 
 def test_watch_reruns_on_yaml_and_code_changes(project):
-    w = Watcher(project.path, "-j", "job.yaml")
+    """Every task reruns with --no-incremental (incremental reruns: test_incremental.py)."""
+    w = Watcher(project.path, "-j", "job.yaml", "--no-incremental")
     try:
         w.wait_for(lambda t: t.count("=== 1 completed") == 1)
         time.sleep(0.3)
@@ -157,3 +158,16 @@ def test_restart_with_watch_resumes_each_rerun(project):
         w.stop()
     # `first` did not run again: the rerun resumed from the failure.
     assert (project.path / "gate-runs.txt").read_text().split() == ["first", "second", "second", "third"]
+
+
+def test_watch_with_the_incremental_plugin_blocked_reruns_everything(project):
+    w = Watcher(project.path, "-j", "job.yaml", "-p", "no:incremental")
+    try:
+        w.wait_for(lambda t: "=== 1 completed" in t)
+        time.sleep(0.3)
+        project.make_jobdef("tasks:\n  a: {task: Say}\n  b: {task: Say}\n")
+        w.wait_for(lambda t: "=== 2 completed" in t)
+        assert "changed: job.yaml: rerunning" in w.text
+    finally:
+        w.stop()
+    assert "unrecognized" not in w.text and "Traceback" not in w.text

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from .. import components
 from ..config import Config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UsageError, closest
 from ..files import file_name
 from ..job import Job, TaskRun
 from ..markers import hookimpl
@@ -90,6 +90,14 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start over: ignore this job's checkpoint, even with -r (from addopts, say), and replace it",
     )
+    parser.add_argument(
+        "--mark-done",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="TASK",
+        help="with -r: treat these failed or not-run tasks as completed (they write no shared_dict values)",
+    )
 
 
 # -- the lock, and restart ----------------------------------------------------------------------------
@@ -118,6 +126,15 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
             job.hold_fds.append(st.lock.fd)
         if st.lock.warning:
             job.notes.append(st.lock.warning)
+    marked = config.getoption("mark_done") or []
+    if marked and not config.option.restart:
+        raise UsageError("--mark-done works on a restart: add -r")
+    for name in marked:
+        if name not in job.tasks:
+            near = closest(name, list(job.tasks))
+            raise UsageError(
+                f"--mark-done {name}: no task of that name" + (f" (did you mean '{near}'?)" if near else "")
+            )
     if not config.option.restart:
         return
     if config.getoption("fresh"):
@@ -133,8 +150,31 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
                 f"-r: {legacy} is the checkpoint of a job without config.name written by an earlier flowmancer "
                 "(unnamed jobs now have one each): set `config: {name: flowmancer}` once to resume it"
             )
+        mark_done(job, marked)
         return
     restore(job, contents, job.notes)
+    mark_done(job, marked)
+
+
+def mark_done(job: Job, names: list[str]) -> None:
+    """``-r --mark-done``: the named tasks count as completed on this restart, without running."""
+    done = []
+    for name in names:
+        t = job.tasks[name]
+        if t.state is S.COMPLETED:
+            job.notes.append(f"--mark-done {name}: completed in the checkpoint already")
+            continue
+        if t.state.is_final:  # deselected by the selection: it does not run either way
+            continue
+        t.is_restart = False
+        job.set_state(t, S.COMPLETED)
+        t.result = TaskResult(name=t.name, state=S.COMPLETED, error="marked done (--mark-done)")
+        done.append(name)
+    if done:
+        job.notes.append(
+            f"--mark-done: {', '.join(done)} treated as completed without running (no shared_dict values from "
+            f"{'them' if len(done) > 1 else 'it'})"
+        )
 
 
 def _read(config: Config, cp: Checkpointer, name: str) -> CheckpointContents:

@@ -101,12 +101,20 @@ class TaskDef(_Strict):
     trigger: Optional[Trigger] = None
     memory_limit_mb: Optional[int] = Field(None, gt=0, le=MAX_MEMORY_MB)
     log_level: Optional[LogLevel] = None
+    # Incremental runs (--incremental): files the task reads and writes, relative to the app root (globs).
+    inputs: List[str] = Field(default_factory=list, description="files the task reads (globs): a change reruns it")
+    outputs: List[str] = Field(
+        default_factory=list, description="files the task writes (globs): missing or changed, it reruns"
+    )
+    cache: bool = Field(True, description="false: always run, even in an incremental run")
 
-    @field_validator("dependencies", "parameters", "tags", mode="before")
+    @field_validator("dependencies", "parameters", "tags", "inputs", "outputs", mode="before")
     @classmethod
     def _none_is_empty(cls, v: Any, info: Any) -> Any:
         if v is None:
             return {} if info.field_name == "parameters" else []
+        if isinstance(v, str) and info.field_name in ("inputs", "outputs"):
+            return [v]
         return v
 
     def settings(self, defaults: TaskSettings) -> TaskSettings:

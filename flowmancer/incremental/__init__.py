@@ -1,0 +1,1 @@
+"""Incremental runs: run only what changed, and say why (``--incremental``, ``--explain``; see ``plugin``)."""
