@@ -356,3 +356,37 @@ def test_flowmancer_task_reuse_settles_a_task_without_running_it(etl):
     assert sorted(ran(etl)) == ["extract", "load", "report", "transform"]
     assert result.job.tasks["count"].state is S.COMPLETED and result.job.shared_dict["files"] == 42
     result.assert_outcomes(completed=4, up_to_date=1)
+
+
+def test_library_versions_are_recorded_and_compared(fmtester):
+    fmtester.make_tasks(
+        """
+        import yaml
+
+        from flowmancer.task import Task, task
+
+        @task
+        class UsesYaml(Task):
+            def run(self):
+                yaml.safe_dump({})
+        """,
+        name="uses",
+        package=False,
+    )
+    fmtester.make_jobdef("config: {name: libs}\ntasks:\n  y: {task: UsesYaml}\n")
+    run(fmtester)
+    record = fmtester.path / ".flowmancer" / "libs.incremental.jsonl"
+    entries = [json.loads(line) for line in record.read_text().splitlines()[1:]]
+    libs = [e["r"]["libs"] for e in entries if "r" in e][-1]
+    assert list(libs) == ["PyYAML"]
+    record.write_text(record.read_text().replace(f'"PyYAML":"{libs["PyYAML"]}"', '"PyYAML":"0.1"'))
+    assert f"library PyYAML: 0.1 -> {libs['PyYAML']}" in fmtester.run("--explain").stdout
+
+
+def test_the_record_stays_bounded(etl):
+    for _ in range(20):  # 4 lines a run (2 tasks started, 2 records): 86 lines without compaction
+        run(etl, "--force", "extract", "count")
+    record = next((etl.path / ".flowmancer").glob("*.incremental.jsonl"))
+    assert len(record.read_text().splitlines()) < 30  # rewritten to a line per task once past 2 x tasks + 64
+    ran(etl)
+    assert run(etl).job.shared_dict["rows"] == 3 and ran(etl) == []  # a valid record: everything up to date
