@@ -27,6 +27,7 @@ BUILTINS: dict[str, str] = {
     "localexec": "flowmancer.localexec",
     "selection": "flowmancer.selection",
     "concurrency": "flowmancer.concurrency",
+    "pools": "flowmancer.pools",
     "retry": "flowmancer.retry",
     "timeout": "flowmancer.timeout",
     "failfast": "flowmancer.failfast",

@@ -30,6 +30,8 @@ from .watcher import Watcher, fd_budget
 __all__ = ["Scheduler", "decide"]
 
 S = ExecutionState
+#: ready tasks a start pass looks past when flowmancer_task_can_start holds them back
+HOLD_SCAN = 32
 #: the longest the scheduler waits at once (epoll's limit is ~24.8 days; a timer further away is waited for
 #: in slices)
 MAX_WAIT = 3600.0
@@ -57,6 +59,7 @@ class Scheduler:
         #: seconds a task stopped by an abort or a timeout has to run on_abort before it is killed
         self.grace = job.jobdef.model.config.abort_grace_seconds
         self.fd_budget = fd_budget()
+        self.reuse_asked: set[str] = set()  # tasks flowmancer_task_reuse was asked about
         self.per_line: Any = job.hook.flowmancer_task_log  # called only while a plugin implements it
 
     # -- dependency bookkeeping ----------------------------------------------------------------
@@ -115,20 +118,28 @@ class Scheduler:
 
     def _start_ready(self) -> None:
         started: list[TaskRun] = []
+        held: list[tuple[int, str]] = []  # refused by flowmancer_task_can_start in this pass
         try:
             while self.ready and not self.aborting and not self.job.stopping:
                 if len(self.job.running) + len(self.lingering) >= self.fd_budget:  # "no limit" has a limit too
                     return
-                _, name = self.ready[0]
-                task = self.job.tasks[name]
-                reused = self.hook.flowmancer_task_reuse(job=self.job, task=task)
-                if reused is not None:
-                    heapq.heappop(self.ready)
-                    self._reused(task, reused)
-                    continue
+                entry = self.ready[0]
+                task = self.job.tasks[entry[1]]
+                if task.attempt == 0 and task.name not in self.reuse_asked:  # once, when it first becomes ready
+                    self.reuse_asked.add(task.name)
+                    reused = self.hook.flowmancer_task_reuse(job=self.job, task=task)
+                    if reused is not None:
+                        heapq.heappop(self.ready)
+                        self._reused(task, reused)
+                        continue
                 answers = self.hook.flowmancer_task_can_start(job=self.job, task=task)
                 if False in answers:
-                    return
+                    # Held back: a later task may still start (a gate such as a resource pool refuses some tasks
+                    # only). A gate that refuses all (max_concurrency) ends the pass after HOLD_SCAN refusals.
+                    held.append(heapq.heappop(self.ready))
+                    if len(held) >= HOLD_SCAN:
+                        return
+                    continue
                 heapq.heappop(self.ready)
                 try:
                     self._spawn(task)
@@ -141,6 +152,8 @@ class Scheduler:
                     return
                 started.append(task)
         finally:
+            for entry in held:
+                heapq.heappush(self.ready, entry)
             # Watched after the whole batch: a spawner may still be forking the first ones meanwhile.
             for task in started:
                 if task.handle is not None:

@@ -7,22 +7,31 @@ relays its events to the parent with Dask's structured events (``Worker.log_even
 ``Client.subscribe_topic``) while it runs. Stopping an attempt (Ctrl-C, a timeout) sets a Dask ``Event`` the
 relay watches; it then sends SIGTERM to the task process, which runs ``on_abort``.
 
-Task code is shipped by module name: the task modules (``./tasks`` and the rest) must be importable on the
-workers. For a ``LocalCluster`` and for workers started from the app root this holds; elsewhere, install
-the project or set ``PYTHONPATH``.
+The project's code is shipped: before the first task, the app root's modules that the run imported (task,
+logger and extension modules, ``flowmancerconf.py`` files, the helpers they import) are zipped, keyed by the
+digest of their sources, and registered as a worker plugin (``ShipCode``) that stores the archive on every
+worker, including workers that join later; a project that did not change is not sent again. A worker never
+needs the project folder. Installed packages (``extension_packages``, libraries) are the workers'
+environment's: a missing one fails the task with an error naming it and the worker.
+
+Events from the worker travel pickled (as a local task's do), so any ``shared_dict`` value that works locally
+works here.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import os
+import pickle
 import signal
-import sys
 import threading
 import uuid
 from collections import deque
-from typing import Any, Optional
+from typing import Any, Dict, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowmancer import hookimpl, messages, output
 from flowmancer.config import Config
@@ -46,21 +55,71 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--dask-scheduler",
         metavar="ADDRESS",
-        help="Dask scheduler address (tcp://host:8786); without one a LocalCluster is started",
+        help="Dask scheduler address (tcp://host:8786), implies --executor dask; without one a cluster is started",
     )
+    g.add_argument(
+        "--dask-cluster",
+        metavar="CLASS",
+        help="the cluster class to start, by import path (dask_jobqueue.SLURMCluster; default "
+        "distributed.LocalCluster); its arguments, scale and adapt come from config.dask",
+    )
+
+
+class DaskAdapt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    minimum: int = Field(0, ge=0)
+    maximum: int = Field(..., ge=1)
+
+
+class DaskConfig(BaseModel):
+    """``config.dask``: where the job's tasks run on Dask."""
+
+    model_config = ConfigDict(extra="forbid")
+    address: Optional[str] = Field(None, description="a running scheduler (tcp://host:8786)")
+    cluster: Optional[str] = Field(
+        None, description="a cluster class by import path: distributed.LocalCluster, dask_jobqueue.SLURMCluster, ..."
+    )
+    kwargs: Dict[str, Any] = Field(default_factory=dict, description="the cluster class's keyword arguments")
+    scale: Optional[int] = Field(None, ge=0, description="ask the cluster for this many workers")
+    adapt: Optional[DaskAdapt] = Field(None, description="let the cluster scale between minimum and maximum workers")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> DaskConfig:
+        if self.address and (self.cluster or self.kwargs or self.scale is not None or self.adapt):
+            raise ValueError("give either address (a running scheduler) or a cluster to start, not both")
+        if self.scale is not None and self.adapt is not None:
+            raise ValueError("give scale or adapt, not both")
+        return self
 
 
 @hookimpl
 def flowmancer_addconfig(schema: Any) -> None:
     schema.add("executor", str, "process", help="process (default) or dask")
     schema.add("scheduler_address", Optional[str], None, help="Dask scheduler address (tcp://host:8786)")
+    schema.add("dask", Optional[DaskConfig], None, help="the Dask cluster: address, or cluster/kwargs/scale/adapt")
 
 
 def _wanted(config: Config) -> tuple[bool, Optional[str]]:
+    """Whether the job runs on Dask, and at which scheduler. An address implies the Dask executor; asking for
+    the local one along with an address is refused rather than silently running locally."""
     job = config.job
     cfg = job.jobdef.model.config if job is not None else None
-    executor = config.getoption("executor") or (getattr(cfg, "executor", None) or "process")
-    address = config.getoption("dask_scheduler") or getattr(cfg, "scheduler_address", None)
+    dask_cfg: Optional[DaskConfig] = getattr(cfg, "dask", None)
+    address = (
+        config.getoption("dask_scheduler")
+        or getattr(cfg, "scheduler_address", None)
+        or (dask_cfg.address if dask_cfg is not None else None)
+    )
+    chosen = config.getoption("executor")
+    if chosen is None and cfg is not None and "executor" in cfg.model_fields_set:
+        chosen = getattr(cfg, "executor", None)
+    asked = address or dask_cfg is not None or config.getoption("dask_cluster")
+    executor = chosen or ("dask" if asked else "process")
+    if chosen == "process" and address:
+        raise UsageError(
+            f"a Dask scheduler ({address}) is given but the executor is 'process': drop one of them "
+            "(an address alone implies --executor dask)"
+        )
     return executor == "dask", address
 
 
@@ -73,10 +132,10 @@ class _Cluster:
     def __init__(self, config: Config, address: Optional[str]) -> None:
         from distributed import Client, LocalCluster
 
-        self.cluster = None
-        root = str(config.rootdir)
-        # Workers import task modules by name: make the app root importable for those we start.
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+        self.cluster: Any = None
+        self.elastic = False  # workers come and go (scale, adapt): what they offer is not known up front
+        job = config.job
+        dask_cfg: Optional[DaskConfig] = getattr(job.jobdef.model.config, "dask", None) if job is not None else None
         try:
             if address:
                 self.client = Client(address, timeout="10s")
@@ -87,12 +146,24 @@ class _Cluster:
 
                 # A lost worker must fail the attempt so that Flowmancer's retry policy decides, not Dask.
                 dask.config.set({"distributed.scheduler.allowed-failures": 0})
-                self.cluster = LocalCluster(
-                    processes=True,
-                    threads_per_worker=1,
-                    dashboard_address=None,
-                    silence_logs=logging.CRITICAL,
-                )
+                path = config.getoption("dask_cluster") or (dask_cfg.cluster if dask_cfg else None)
+                kwargs = dict(dask_cfg.kwargs) if dask_cfg else {}
+                if path:
+                    self.cluster = _start_cluster(path, kwargs)
+                else:
+                    defaults = {
+                        "processes": True,
+                        "threads_per_worker": 1,
+                        "dashboard_address": None,
+                        "silence_logs": logging.CRITICAL,
+                    }
+                    self.cluster = LocalCluster(**{**defaults, **kwargs})
+                if dask_cfg is not None and dask_cfg.scale is not None:
+                    self.cluster.scale(dask_cfg.scale)
+                    self.elastic = True
+                elif dask_cfg is not None and dask_cfg.adapt is not None:
+                    self.cluster.adapt(minimum=dask_cfg.adapt.minimum, maximum=dask_cfg.adapt.maximum)
+                    self.elastic = True
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError) as exc:
             raise UsageError(
@@ -102,12 +173,19 @@ class _Cluster:
         self.topic = f"flowmancer-{uuid.uuid4().hex}"
         self.handles: dict[str, DaskHandle] = {}
         self.client.subscribe_topic(self.topic, self._on_event)
+        from .daskcode import ship_code  # imports distributed: only for a run on Dask
+
+        self.code = ship_code(self.client, str(config.rootdir))
 
     def _on_event(self, event: Any) -> None:  # runs on the client's thread
         _, msg = event
         handle = self.handles.get(msg.get("key", ""))
         if handle is not None:
-            handle.deliver(msg["events"])
+            try:
+                events = pickle.loads(msg["events"])
+            except Exception as exc:  # noqa: BLE001 - a value the runner cannot unpickle fails that task only
+                events = [messages.unreadable(f"{type(exc).__name__}: {exc}")]
+            handle.deliver(events)
 
     def close(self) -> None:
         try:
@@ -115,6 +193,26 @@ class _Cluster:
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def _start_cluster(path: str, kwargs: dict[str, Any]) -> Any:
+    """An instance of the cluster class at import path ``path`` (``pkg.mod.Class`` or ``pkg.mod:Class``)."""
+    module, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module or not attr:
+        raise UsageError(f"dask cluster '{path}': give the class by import path, such as dask_jobqueue.SLURMCluster")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        raise UsageError(
+            f"dask cluster '{path}': cannot import {module} ({exc}); install the package that provides it "
+            f"(pip install {module.split('.')[0].replace('_', '-')})"
+        ) from None
+    except AttributeError:
+        raise UsageError(f"dask cluster '{path}': {module} has no {attr}") from None
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - the cluster class's own complaint, said as such
+        raise UsageError(f"dask cluster '{path}' could not start: {type(exc).__name__}: {exc}") from None
 
 
 class DaskHandle(TaskHandle):
@@ -147,8 +245,10 @@ class DaskHandle(TaskHandle):
             dict(job.shared_dict),
             str(job.config.rootdir),
             task.settings.memory_limit_mb,
+            cluster.code,
             key=self.key,
             pure=False,
+            resources=dict(task.definition.resources) or None,
         )
         self.future.add_done_callback(self._done)
 
@@ -241,7 +341,33 @@ def flowmancer_job_start(job: Any) -> None:
             import distributed  # noqa: F401
         except ImportError:
             raise UsageError("--executor dask needs Dask: pip install 'flowmancer[dask]'") from None
-        job.config.stash[STASH_KEY] = _Cluster(job.config, address)
+        cluster = job.config.stash[STASH_KEY] = _Cluster(job.config, address)
+        check_resources(cluster, job)
+
+
+def check_resources(cluster: _Cluster, job: Any) -> None:
+    """Refuse to start when no worker offers what a task's ``resources:`` ask for (it would wait forever).
+    Not for a cluster that scales: the workers that will offer it may not have joined yet."""
+    needs = {t.name: dict(t.definition.resources) for t in job if t.definition.resources and not t.state.is_final}
+    if not needs or cluster.elastic:
+        return
+    workers = cluster.client.scheduler_info().get("workers", {})
+    offered = [dict(w.get("resources") or {}) for w in workers.values()]
+    if not offered:
+        return
+    unmet = [
+        f"{name} ({', '.join(f'{r}={n:g}' for r, n in res.items())})"
+        for name, res in needs.items()
+        if not any(all(o.get(r, 0) >= n for r, n in res.items()) for o in offered)
+    ]
+    if unmet:
+        kinds = sorted({f"{r}={n:g}" for res in needs.values() for r, n in res.items()})
+        have = sorted({f"{r}={n:g}" for o in offered for r, n in o.items()}) or ["nothing"]
+        raise UsageError(
+            f"no Dask worker offers what these tasks need: {', '.join(unmet)}; the {len(offered)} workers offer "
+            f'{", ".join(have)}. Start workers with `dask worker ADDRESS --resources "{" ".join(kinds)}"` (or give '
+            "the cluster class resources, e.g. config.dask.kwargs.resources for a LocalCluster)"
+        )
 
 
 @hookimpl
@@ -287,9 +413,9 @@ def run_attempt(
     snapshot: dict[str, Any],
     rootdir: str,
     memory_limit_mb: Optional[int],
+    code: Optional[str] = None,
 ) -> dict[str, Any]:
     """On a Dask worker: fork the task process, relay its events to the parent, return its exit code."""
-    import importlib
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -297,14 +423,26 @@ def run_attempt(
 
     from flowmancer.process import fork_child
     from flowmancer.worker import child_main
+    from flowmancer_contrib.daskcode import IMPORT_LOCK, use_code
 
-    if os.path.isdir(rootdir) and rootdir not in sys.path:
-        sys.path.insert(0, rootdir)
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    task = obj.model_validate(params)
     worker = get_worker()
+    with IMPORT_LOCK:
+        use_code(worker, code)
+        try:
+            obj: Any = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or str(exc)
+            raise RuntimeError(
+                f"worker {worker.address} cannot import the task module '{module}': no module named '{missing}'"
+                + (
+                    ""
+                    if missing.split(".")[0] == module.split(".")[0]
+                    else f"; install '{missing.split('.')[0]}' in the workers' environment (the cluster image)"
+                )
+            ) from None
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        task = obj.model_validate(params)
     # Dask's worker processes are daemonic, so multiprocessing will not start children: fork directly.
     conn, child_conn = multiprocessing.Pipe(duplex=False)
     readers, (out_w, err_w) = output.pipes()
@@ -348,8 +486,8 @@ def run_attempt(
                     events.append(conn.recv())
             except (EOFError, OSError):
                 conn_open = False
-        if events:
-            worker.log_event(topic, {"key": key, "events": events})
+        if events:  # pickled, as a local task's events are: Dask's messages take msgpack types only
+            worker.log_event(topic, {"key": key, "events": pickle.dumps(events, protocol=pickle.HIGHEST_PROTOCOL)})
             batches += 1
         if done:
             break

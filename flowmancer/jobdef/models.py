@@ -107,12 +107,24 @@ class TaskDef(_Strict):
         default_factory=list, description="files the task writes (globs): missing or changed, it reruns"
     )
     cache: bool = Field(True, description="false: always run, even in an incremental run")
+    resources: Dict[str, float] = Field(
+        default_factory=dict,
+        description="what an attempt holds while it runs: config.pools here, worker resources on Dask",
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _positive(cls, v: Dict[str, float]) -> Dict[str, float]:
+        for name, amount in v.items():
+            if not amount > 0 or amount == float("inf"):
+                raise ValueError(f"resources.{name}: give a positive amount, not {amount}")
+        return v
 
     @field_validator("dependencies", "parameters", "tags", "inputs", "outputs", mode="before")
     @classmethod
     def _none_is_empty(cls, v: Any, info: Any) -> Any:
         if v is None:
-            return {} if info.field_name == "parameters" else []
+            return {} if info.field_name in ("parameters", "resources") else []
         if isinstance(v, str) and info.field_name in ("inputs", "outputs"):
             return [v]
         return v

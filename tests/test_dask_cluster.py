@@ -1,0 +1,234 @@
+"""The Dask executor on workers that cannot see the project: its code is shipped, its values travel pickled;
+cluster classes from config.dask (dask_jobqueue's local one for real), resources, and the executor choice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+pytest.importorskip("distributed", reason="the dask extra is not installed (pip install 'flowmancer[dask]')")
+
+from flowmancer.exitcode import ExitCode  # noqa: E402
+
+HELPERS = """
+def label(name):
+    return f"<{name}>"
+"""
+
+TASKS = """
+import datetime as dt
+import os
+import sys
+
+from flowmancer.task import Task, task
+from helpers import label
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@task
+class Produce(Task):
+    project: str = ""
+
+    def run(self):
+        self.shared_dict["seen_project"] = os.path.isdir(self.project)
+        self.shared_dict["tags"] = {"a", "b"}
+        self.shared_dict["when"] = dt.datetime(2026, 12, 2, 12, 0)
+        self.shared_dict["by_id"] = {1: "one", 2: "two"}
+        self.shared_dict["label"] = label("produce")
+
+
+@task
+class Consume(Task):
+    def run(self):
+        sd = self.shared_dict
+        assert sd["tags"] == {"a", "b"} and isinstance(sd["when"], dt.datetime) and sd["by_id"][1] == "one"
+        self.shared_dict["summary"] = f"{label('consume')} {sorted(sd['tags'])} {sd['when'].isoformat()}"
+        print(f"worker code from: {sys.modules['helpers'].__file__}")
+"""
+
+JOB = """
+tasks:
+  produce: {{task: Produce, parameters: {{project: "{root}"}}}}
+  consume: {{task: Consume, dependencies: [produce]}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _can_hide() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def hidden_cluster(tmp_path_factory):
+    """A `dask scheduler` and two `dask worker` processes started in another folder; as root, each worker in
+    its own mount namespace where the tests' whole temporary folder (every project) is an empty tmpfs."""
+    hide = tmp_path_factory.getbasetemp()
+    elsewhere = tempfile.mkdtemp(prefix="fm-elsewhere-")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    scheduler_cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    procs = [
+        subprocess.Popen(
+            [*scheduler_cmd, "--dashboard-address", ":0"],
+            cwd=elsewhere,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
+    worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard"]
+    hidden = _can_hide()
+    if hidden:
+        worker = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hide), *worker]
+    time.sleep(1.0)
+    procs += [
+        subprocess.Popen(
+            [*worker, "--resources", f"GPU={i + 1}"],
+            cwd=elsewhere,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for i in range(2)
+    ]
+    from distributed import Client
+
+    with Client(address, timeout="20s") as c:
+        c.wait_for_workers(2, timeout=30)
+    yield address, hidden
+    for p in procs:
+        os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        p.wait(20)
+    shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+@pytest.fixture
+def project(fmtester):
+    fmtester.makefile("helpers.py", HELPERS)
+    fmtester.make_tasks(TASKS, name="flow", package=False)
+    fmtester.make_jobdef(JOB.format(root=fmtester.path))
+    return fmtester
+
+
+def code_plugins(address: str) -> list[str]:
+    from distributed import Client
+
+    with Client(address, timeout="10s") as c:
+        names = c.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
+    return [n for n in names if n.startswith("flowmancer-code-")]
+
+
+def test_workers_that_cannot_see_the_project_run_it(project, hidden_cluster):
+    address, hidden = hidden_cluster
+    before = code_plugins(address)
+    result = project.run("--dask-scheduler", address, "-s")  # an address implies --executor dask
+    assert result.ret == ExitCode.OK, result.stdout + result.stderr
+    sd = result.job.shared_dict
+    if hidden:
+        assert sd["seen_project"] is False  # the project folder does not exist where the task ran
+    assert sd["tags"] == {"a", "b"} and sd["by_id"] == {1: "one", 2: "two"}  # values as locally
+    assert sd["summary"] == "<consume> ['a', 'b'] 2026-12-02T12:00:00"
+    assert "flowmancer-code-" in result.stdout and ".zip" in result.stdout  # the helper came from the archive
+    shipped = code_plugins(address)
+    assert len(shipped) == len(before) + 1
+    again = project.run("--dask-scheduler", address)
+    assert again.ret == ExitCode.OK and code_plugins(address) == shipped  # unchanged code is not sent again
+    helpers = project.path / "helpers.py"
+    helpers.write_text(helpers.read_text().replace("<{name}>", "[{name}]"))
+    changed = project.run("--dask-scheduler", address)
+    assert changed.ret == ExitCode.OK and changed.job.shared_dict["label"] == "[produce]"  # the new code ran
+    assert len(code_plugins(address)) == len(shipped) + 1
+
+
+def test_a_library_the_workers_lack_is_named(project, hidden_cluster, tmp_path_factory):
+    address, _ = hidden_cluster
+    vendor = tmp_path_factory.mktemp("vendor")
+    (vendor / "vendorlib").mkdir()
+    (vendor / "vendorlib" / "__init__.py").write_text("VALUE = 1\n")
+    project.make_tasks(
+        """
+        import vendorlib
+        from flowmancer.task import Task, task
+
+        @task
+        class NeedsVendor(Task):
+            def run(self):
+                print(vendorlib.VALUE)
+        """,
+        name="vendored",
+        package=False,
+    )
+    project.make_jobdef("tasks:\n  v: {task: NeedsVendor}\n")
+    result = project.run_subprocess("--dask-scheduler", address, env={"PYTHONPATH": str(vendor)}, timeout=120)
+    assert result.ret == ExitCode.TASKS_FAILED, result.stdout + result.stderr
+    assert "cannot import the task module 'vendored': no module named 'vendorlib'" in result.stdout
+    assert "install 'vendorlib' in the workers' environment" in result.stdout
+    assert "worker tcp://127.0.0.1:" in result.stdout
+
+
+def test_resources_go_to_the_workers(project, hidden_cluster):
+    address, _ = hidden_cluster
+    project.make_jobdef(
+        "tasks:\n  big: {task: Produce, resources: {GPU: 2}}\n  small: {task: Produce, resources: {GPU: 1}}\n"
+    )
+    result = project.run("--dask-scheduler", address)
+    assert result.ret == ExitCode.OK, result.stdout + result.stderr
+    project.make_jobdef("tasks:\n  tpu: {task: Produce, resources: {TPU: 1}}\n")
+    refused = project.run_subprocess("--dask-scheduler", address, timeout=120)
+    assert refused.ret == ExitCode.USAGE_ERROR
+    assert "no Dask worker offers what these tasks need: tpu (TPU=1)" in refused.stderr
+    assert "GPU=1, GPU=2" in refused.stderr and '--resources "TPU=1"' in refused.stderr
+
+
+def test_the_executor_choice_is_explicit(project, hidden_cluster):
+    address, _ = hidden_cluster
+    refused = project.run("--executor", "process", "--dask-scheduler", address)
+    assert refused.ret == ExitCode.USAGE_ERROR
+    assert "the executor is 'process'" in refused.stderr
+
+
+def test_a_jobqueue_cluster_from_config(project):
+    pytest.importorskip("dask_jobqueue")
+    project.make_jobdef(
+        "config:\n"
+        "  dask:\n"
+        "    cluster: dask_jobqueue.local.LocalCluster\n"
+        "    kwargs: {cores: 1, memory: 1GB, processes: 1, silence_logs: error}\n"
+        "    scale: 2\n" + JOB.format(root=project.path)
+    )
+    result = project.run_subprocess("-s", timeout=180)
+    assert result.ret == ExitCode.OK, result.stdout + result.stderr
+    assert "executor: dask (a LocalCluster started for this run" in result.stdout
+    assert "flowmancer-code-" in result.stdout  # its workers (job scripts run here) got the shipped code
+
+
+def test_a_cluster_class_that_cannot_be_imported_is_a_clear_error(project):
+    project.make_jobdef("config:\n  dask: {cluster: no_such_pkg.SLURMCluster}\n" + JOB.format(root=project.path))
+    result = project.run_subprocess(timeout=120)
+    assert result.ret == ExitCode.USAGE_ERROR
+    assert "dask cluster 'no_such_pkg.SLURMCluster': cannot import no_such_pkg" in result.stderr
+    assert "pip install no-such-pkg" in result.stderr and "Traceback" not in result.stderr
+    project.make_jobdef("config:\n  dask: {address: tcp://x:1, scale: 2}\n" + JOB.format(root=project.path))
+    bad = project.run_subprocess(timeout=60)
+    assert bad.ret == ExitCode.JOBDEF_ERROR and "either address" in bad.stderr
