@@ -231,6 +231,7 @@ class DaskHandle(TaskHandle):
         self._exit: Optional[messages.ExitEvent] = None
         self._lock = threading.Lock()
         self._finished = False
+        self.reported = False  # the task process sent its result
         self.abort_event = Event(f"abort-{self.key}", client=cluster.client)
         cluster.handles[self.key] = self
         cls = task.cls
@@ -267,6 +268,8 @@ class DaskHandle(TaskHandle):
         with self._lock:
             self._events.extend(events)
             self._received += 1
+            if any(ev["event"] == "finished" for ev in events):
+                self.reported = True
         self._wake()
 
     def _done(self, future: Any) -> None:
@@ -322,7 +325,10 @@ class DaskHandle(TaskHandle):
 
     def kill(self) -> None:
         self.abort_event.set()
-        self.future.cancel()
+        if not self.reported:
+            # Not once the task reported: its Dask task is ending by itself, and cancelling a future whose result
+            # is being gathered makes the client ask for it again, which runs the attempt a second time.
+            self.future.cancel()
 
 
 @hookimpl(tryfirst=True)

@@ -3,6 +3,7 @@ cluster classes from config.dask (dask_jobqueue's local one for real), resources
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -232,3 +234,69 @@ def test_a_cluster_class_that_cannot_be_imported_is_a_clear_error(project):
     project.make_jobdef("config:\n  dask: {address: tcp://x:1, scale: 2}\n" + JOB.format(root=project.path))
     bad = project.run_subprocess(timeout=60)
     assert bad.ret == ExitCode.JOBDEF_ERROR and "either address" in bad.stderr
+
+
+ONCE = """
+import os
+from flowmancer.task import Task, task
+
+@task
+class Once(Task):
+    trail: str
+
+    def run(self):
+        fd = os.open(self.trail, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, (self.task_info.name + "\\n").encode())
+        os.close(fd)
+"""
+
+
+def test_a_task_that_reported_is_never_cancelled_into_a_second_run(fmtester, hidden_cluster):
+    """With no grace period the scheduler stops waiting for a reported attempt's Dask task at once: that must
+    not cancel a future whose result is on its way (Dask would then compute it again: a second run)."""
+    address, _ = hidden_cluster
+    fmtester.make_tasks(ONCE, name="once", package=False)
+    outside = tempfile.mkdtemp(prefix="fm-trail-")  # not under the tests' folder, which the workers cannot see
+    trail = os.path.join(outside, "trail.txt")
+    tasks = "".join(f"  t{i}: {{task: Once, parameters: {{trail: {trail}}}}}\n" for i in range(40))
+    fmtester.make_jobdef("config: {abort_grace_seconds: 0}\ntasks:\n" + tasks)
+    result = fmtester.run_subprocess("--dask-scheduler", address, timeout=180)
+    assert result.ret == ExitCode.OK, result.stdout + result.stderr
+    with open(trail) as f:
+        names = f.read().split()
+    shutil.rmtree(outside, ignore_errors=True)
+    assert sorted(names) == sorted(f"t{i}" for i in range(40)), "a task ran twice (or not at all)"
+    assert "rescheduling" not in result.stderr
+
+
+class _Future:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Event:
+    def __init__(self) -> None:
+        self.is_set = False
+
+    def set(self) -> None:
+        self.is_set = True
+
+
+@pytest.mark.parametrize("reported", [False, True])
+def test_kill_cancels_the_dask_task_only_before_it_reported(reported):
+    """The rule behind the test above, which a loaded cluster hits (the result being gathered when the
+    scheduler gives up waiting for a reported attempt): cancel only what has not reported."""
+    from flowmancer_contrib.dask import DaskHandle
+
+    handle = object.__new__(DaskHandle)
+    handle.future, handle.abort_event, handle.reported = _Future(), _Event(), False
+    handle._events, handle._received, handle.w = collections.deque(), 0, -1
+    handle._lock = threading.Lock()
+    if reported:
+        handle.deliver([{"event": "finished", "ok": True}])  # type: ignore[list-item]
+    handle.kill()
+    assert handle.abort_event.is_set
+    assert handle.future.cancelled is (not reported)
