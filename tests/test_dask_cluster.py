@@ -64,6 +64,9 @@ tasks:
 """
 
 
+_cluster_info: dict = {}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,6 +78,22 @@ def _can_hide() -> bool:
         return False
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
     return probe.returncode == 0
+
+
+def start_worker(address: str, hide, cwd: str, resources: str) -> subprocess.Popen:
+    """A `dask worker` process in ``cwd``; with ``hide``, in a mount namespace where that folder is empty."""
+    worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard"]
+    if hide is not None:
+        worker = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hide), *worker]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.Popen(
+        [*worker, "--resources", resources],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,26 +116,14 @@ def hidden_cluster(tmp_path_factory):
             start_new_session=True,
         )
     ]
-    worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard"]
     hidden = _can_hide()
-    if hidden:
-        worker = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hide), *worker]
     time.sleep(1.0)
-    procs += [
-        subprocess.Popen(
-            [*worker, "--resources", f"GPU={i + 1}"],
-            cwd=elsewhere,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for i in range(2)
-    ]
+    procs += [start_worker(address, hide if hidden else None, elsewhere, f"GPU={i + 1}") for i in range(2)]
     from distributed import Client
 
     with Client(address, timeout="20s") as c:
         c.wait_for_workers(2, timeout=30)
+    _cluster_info.update(hide=hide if hidden else None, cwd=elsewhere)
     yield address, hidden
     for p in procs:
         os.killpg(p.pid, signal.SIGTERM)
@@ -300,3 +307,52 @@ def test_kill_cancels_the_dask_task_only_before_it_reported(reported):
     handle.kill()
     assert handle.abort_event.is_set
     assert handle.future.cancelled is (not reported)
+
+
+def test_a_worker_that_joins_later_gets_the_code(project, hidden_cluster):
+    address, _ = hidden_cluster
+    assert project.run("--dask-scheduler", address).ret == ExitCode.OK  # the code is registered
+    from distributed import Client
+
+    late = start_worker(address, _cluster_info["hide"], _cluster_info["cwd"], "LATE=1")
+    try:
+        with Client(address, timeout="20s") as c:
+            c.wait_for_workers(3, timeout=30)
+        project.make_jobdef(
+            f"tasks:\n  late: {{task: Produce, resources: {{LATE: 1}}, parameters: {{project: {project.path}}}}}\n"
+            "  after: {task: Consume, dependencies: [late], resources: {LATE: 1}}\n"
+        )
+        result = project.run("--dask-scheduler", address, "-s")
+        assert result.ret == ExitCode.OK, result.stdout + result.stderr  # ran on the new worker only
+        assert result.job.shared_dict["summary"].startswith("<consume>")
+    finally:
+        os.killpg(late.pid, signal.SIGTERM)
+        late.wait(20)
+
+
+RESTART = """
+from flowmancer.task import Task, task
+
+@task
+class MaybeFail(Task):
+    fail: bool = False
+
+    def run(self):
+        self.shared_dict[self.task_info.name] = self.task_info.attempt
+        if self.fail:
+            raise RuntimeError("asked to fail")
+"""
+
+
+def test_restart_from_a_failure_on_the_cluster(fmtester, hidden_cluster):
+    address, _ = hidden_cluster
+    fmtester.make_tasks(RESTART, name="restart", package=False)
+    job = "tasks:\n  a: {task: MaybeFail}\n  b: {task: MaybeFail, dependencies: [a], parameters: {fail: %s}}\n"
+    fmtester.make_jobdef(job % "true")
+    first = fmtester.run("--dask-scheduler", address)
+    assert first.ret == ExitCode.TASKS_FAILED
+    fmtester.make_jobdef(job % "false")
+    again = fmtester.run("--dask-scheduler", address, "-r")
+    assert again.ret == ExitCode.OK, again.stdout + again.stderr
+    assert again.job.tasks["a"].result.error == "restored from checkpoint"  # a did not run again
+    assert again.job.shared_dict == {"a": 1, "b": 1}
