@@ -29,6 +29,8 @@ def code_archive(root: str) -> tuple[bytes, str]:
         file = getattr(module, "__file__", None)
         if name == "__main__" or not isinstance(file, str) or not file.endswith(".py"):
             continue
+        if name.split(".")[0] in ("flowmancer", "flowmancer_contrib"):  # the workers' own install, never shadowed
+            continue
         real = os.path.realpath(file)
         if not real.startswith(prefix) or "-packages" + os.sep in real:
             continue
