@@ -18,7 +18,7 @@ from .executor import TaskHandle, signal_group
 from .lifeline import Guardian
 from .markers import hookimpl
 from .pipes import ConnectionReader, PipeReader, PipeWriter
-from .process import Child, MPChild, block_sigterm, fork_child, start_method, unblock
+from .process import Child, MPChild, block_sigterm, fork_child, pidfds_work, start_method, unblock
 from .stash import StashKey
 from .worker import Attempt, child_main, module_files
 
@@ -33,7 +33,7 @@ class ProcessHandle(TaskHandle):
 
     def __init__(self, job: Job, task: TaskRun) -> None:
         method = start_method()
-        forking = method == "fork"
+        forking = method == "fork" and pidfds_work()  # else multiprocessing's fork or spawn context
         child_conn: Any = None
         self.conn: Union[PipeReader, ConnectionReader]
         self.outputs, (out_w, err_w) = output.pipes()
@@ -52,7 +52,7 @@ class ProcessHandle(TaskHandle):
         try:
             # A fork server's child needs nothing from this process: the server blocks SIGTERM around its forks.
             proc: Optional[Child] = (
-                _served(job, task, args, (event_w, out_w, err_w)) if forking and hasattr(os, "pidfd_open") else None
+                _served(job, task, args, (event_w, out_w, err_w)) if forking else None
             )
             if proc is None:
                 sys.stdout.flush()
@@ -270,7 +270,7 @@ def _module_files(job: Job) -> tuple[Any, ...]:
 def _guardian(job: Job) -> Optional[Guardian]:
     """The job's guardian of the task processes forked here (started with the first of them; Linux)."""
     if _GUARDIAN not in job.stash:
-        job.stash[_GUARDIAN] = Guardian(job.hold_fds) if hasattr(os, "pidfd_open") else None
+        job.stash[_GUARDIAN] = Guardian(job.hold_fds) if pidfds_work() else None
     return job.stash[_GUARDIAN]
 
 

@@ -59,6 +59,24 @@ class Child:
         raise NotImplementedError
 
 
+_PIDFDS: list[bool] = []
+
+
+def pidfds_work() -> bool:
+    """Whether this kernel gives process file descriptors (``pidfd_open``: Linux 5.3+, and not refused by a
+    sandbox's seccomp filter). Without them tasks are made with ``multiprocessing``'s fork context (a pipe as
+    the sentinel), with no fork server and no guardian."""
+    if not _PIDFDS:
+        ok = hasattr(os, "pidfd_open")
+        if ok:
+            try:
+                os.close(os.pidfd_open(os.getpid()))
+            except OSError:
+                ok = False
+        _PIDFDS.append(ok)
+    return _PIDFDS[0]
+
+
 def start_method() -> str:
     """fork where it is safe and fast (Linux); spawn elsewhere (macOS, Windows)."""
     forced = os.environ.get("FLOWMANCER_START_METHOD")

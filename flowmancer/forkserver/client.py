@@ -11,7 +11,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..process import Child
+from ..process import Child, pidfds_work
 from .channel import EXITED, ID, PIPELINE, SPAWNED, Channel
 
 if TYPE_CHECKING:
@@ -276,11 +276,11 @@ def prestart(argv: list[str]) -> None:
     if (
         _early is not None
         or not sys.platform.startswith("linux")
-        or not hasattr(os, "pidfd_open")
         or os.environ.get("FLOWMANCER_FORK_SERVER") == "0"
         or os.environ.get("FLOWMANCER_START_METHOD", "fork") != "fork"
         or len(os.sched_getaffinity(0)) < 2
         or any(a in ("-h", "--help", "--version", "--schema", "--plugins") for a in argv)
+        or not pidfds_work()
     ):
         return
     try:
