@@ -66,7 +66,7 @@ def chain_hops(root: Path, env: dict[str, str], jobdef: str) -> float:
     stamps.unlink(missing_ok=True)
     run([sys.executable, "-m", "flowmancer", "-j", jobdef, "-qq"], root, {**env, "BENCH_STAMPS": str(stamps)})
     times = sorted(float(x) for x in stamps.read_text().split())
-    return statistics.median(b - a for a, b in zip(times, times[1:]))
+    return statistics.median(b - a for a, b in zip(times, times[1:], strict=False))
 
 
 def main() -> int:

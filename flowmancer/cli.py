@@ -162,6 +162,17 @@ def _setup(
     return config
 
 
+def unsupported_platform() -> Optional[str]:
+    """Why this system cannot run Flowmancer (``None``: it can). Tasks are POSIX processes in process groups,
+    watched through pipes; Linux is tested (macOS uses the spawn start method, untested); Windows has neither."""
+    if sys.platform.startswith("win") or os.name != "posix":
+        return (
+            f"Flowmancer needs a POSIX system (Linux; macOS untested), not {sys.platform}: tasks run as processes "
+            "in their own process groups, watched through pipes. On Windows, use WSL"
+        )
+    return None
+
+
 def run(
     argv: Optional[Sequence[str]] = None,
     *,
@@ -176,6 +187,10 @@ def run(
     """Run one job from command-line arguments; return (exit code, config). A Ctrl-C outside the scheduler
     (which turns it into an orderly abort) returns 130, or raises ``KeyboardInterrupt`` with ``raise_interrupt``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    why = unsupported_platform()
+    if why is not None:
+        print(f"ERROR: {why}", file=sys.stderr)
+        return int(ExitCode.USAGE_ERROR), None
     saved = stdio.guard()  # a reader that goes away (| head) or a closed terminal never ends the run
     early = signalwatch.catch_early()
     try:

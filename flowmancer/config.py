@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
@@ -42,17 +41,17 @@ class Settings:
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
+    import tomllib
 
-        try:
-            data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-            return data
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            from .errors import UsageError
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        return data
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        from .errors import UsageError
 
-            raise UsageError(f"{path}: cannot read it as TOML: {exc}") from None
-    return {}
+        raise UsageError(
+            f"{path}: cannot read it as TOML: {exc}; fix it (its [tool.flowmancer] table applies)"
+        ) from None
 
 
 def read_settings(rootdir: Path) -> Settings:
@@ -75,14 +74,12 @@ def _pyproject_has_section(path: Path) -> bool:
         text = path.read_text(encoding="utf-8")
     except OSError:
         return False
-    if sys.version_info >= (3, 11):
-        import tomllib
+    import tomllib
 
-        try:
-            return "flowmancer" in tomllib.loads(text).get("tool", {})
-        except tomllib.TOMLDecodeError:
-            return False
-    return "[tool.flowmancer]" in text
+    try:
+        return "flowmancer" in tomllib.loads(text).get("tool", {})
+    except tomllib.TOMLDecodeError:  # ours only if it has our table: then reading it says what is wrong, and where
+        return "[tool.flowmancer" in text
 
 
 def find_rootdir(jobfile: Path) -> Path:

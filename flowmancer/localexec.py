@@ -51,9 +51,7 @@ class ProcessHandle(TaskHandle):
         args = (task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
         try:
             # A fork server's child needs nothing from this process: the server blocks SIGTERM around its forks.
-            proc: Optional[Child] = (
-                _served(job, task, args, (event_w, out_w, err_w)) if forking else None
-            )
+            proc: Optional[Child] = _served(job, task, args, (event_w, out_w, err_w)) if forking else None
             if proc is None:
                 sys.stdout.flush()
                 sys.stderr.flush()

@@ -105,7 +105,7 @@ class Notification(Extension):
             return
         try:  # each send has its own timeout; do not let a dead endpoint hold the exit for long
             await asyncio.wait_for(self._queue.join(), self.timeout * min(self._queue.qsize() + 1, 3))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._report(f"{self._queue.qsize()} notifications still pending at exit were dropped")
         self._sender.cancel()
 
@@ -137,7 +137,7 @@ class Notification(Extension):
                 await asyncio.wait_for(self.send_notification(title, msg), self.timeout)  # type: ignore[arg-type]
             else:
                 await asyncio.wait_for(asyncio.to_thread(self.send_notification, title, msg), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._report(f"no answer within {self.timeout:g}s")
         except Exception as exc:  # noqa: BLE001 - a notification must never fail the job
             self._report(f"{type(exc).__name__}: {exc}")

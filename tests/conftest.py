@@ -128,3 +128,28 @@ def launch(fmtester):
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=20)
+
+
+#: The smoke subset `.ci/run` runs on every other supported interpreter: the quickstart, a failing job, -r,
+#: --watch start and stop, a plugin, output capture, an incremental rerun, the fork-warning check.
+SMOKE = {
+    "tests/test_readme_example.py::test_quickstart_example",
+    "tests/test_readme_example.py::test_readme_start_returns_failed_plus_defaulted",
+    "tests/test_checkpoint.py::test_readme_example_restart_reruns_only_the_failed_task",
+    "tests/test_watch.py::test_sighup_stops_watching_with_129",
+    "tests/test_plugins.py::test_dash_p_module_from_the_app_root_and_dotted",
+    "tests/test_plugins.py::test_flowmancerconf_outermost_first_and_override_a_builtin",
+    "tests/test_capture.py::test_stderr_is_error_whoever_writes_it[direct]",
+    "tests/test_incremental.py::test_second_run_runs_nothing_and_restores_shared_dict",
+    "tests/test_platform.py::test_without_pidfd_open_tasks_still_run",
+}
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "smoke: the subset run on every supported interpreter (.ci/run)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.nodeid in SMOKE:
+            item.add_marker(pytest.mark.smoke)

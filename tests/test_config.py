@@ -49,3 +49,18 @@ def test_unknown_pyproject_setting(project):
     assert result.ret == ExitCode.JOBDEF_ERROR
     assert "unknown setting 'max_concurency' in [tool.flowmancer]" in result.stderr
     assert "did you mean 'max_concurrency'?" in result.stderr
+
+
+def test_an_invalid_pyproject_with_our_table_is_an_error_at_its_line(project):
+    project.makefile("pyproject.toml", '[project]\nname = "x"\n\n[tool.flowmancer]\naddopts = "-v\n')
+    project.make_jobdef("tasks:\n  a: {task: Step}\n")
+    result = project.run()
+    assert result.ret == ExitCode.USAGE_ERROR
+    assert "pyproject.toml: cannot read it as TOML" in result.stderr and "line 5" in result.stderr
+    assert not (project.path / "logs").exists()  # nothing ran without the settings
+
+
+def test_an_invalid_pyproject_of_someone_else_is_not_ours(project):
+    project.makefile("pyproject.toml", '[project]\nname = "x\n')
+    project.make_jobdef("tasks:\n  a: {task: Step}\n")
+    assert project.run().ret == ExitCode.OK

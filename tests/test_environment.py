@@ -196,7 +196,7 @@ def test_a_fifo_or_a_device_as_job_file_is_refused_at_once(project):
 
 def test_a_yaml_alias_bomb_is_refused_at_its_line(project):
     lines = ['  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for prev, name in zip("abcdefgh", "bcdefghi"):
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"  {name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
     project.make_jobdef("aliases:\n" + "\n".join(lines) + "\ntasks:\n  a: {task: Talk}\n")
     assert (project.path / "job.yaml").stat().st_size < 500

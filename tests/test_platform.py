@@ -36,3 +36,12 @@ def test_without_pidfd_open_tasks_still_run(recorder_project, timeline):
     assert sorted(timeline.names()) == ["a", "b", "c", "c"]
     assert timeline.max_overlap() == 2  # a and b still ran in parallel
     assert "Traceback" not in result.stderr
+
+
+def test_an_unsupported_platform_is_told_at_start(fmtester, monkeypatch):
+    fmtester.make_jobdef("tasks: {}\n")
+    monkeypatch.setattr("sys.platform", "win32")
+    result = fmtester.run()
+    assert result.ret == ExitCode.USAGE_ERROR
+    assert "Flowmancer needs a POSIX system (Linux; macOS untested), not win32" in result.stderr
+    assert "WSL" in result.stderr

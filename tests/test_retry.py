@@ -21,8 +21,8 @@ def test_exponential_backoff_with_cap(project):
     result = project.run()
     assert result.ret == 1
     times = [float(m.split()[-1]) for m in marks(project)]
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    for gap, expected in zip(gaps, [0.1, 0.2, 0.3, 0.3]):
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    for gap, expected in zip(gaps, [0.1, 0.2, 0.3, 0.3], strict=True):
         assert expected <= gap < expected + 0.25, gaps
     assert [round(h.retry_delay, 3) for h in result.job.tasks["r"].history[:-1]] == [0.1, 0.2, 0.3, 0.3]
 

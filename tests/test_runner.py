@@ -73,7 +73,7 @@ def test_retries_with_backoff(recorder_project, timeline):
     assert result.ret == 0, result.stdout
     rows = [r for r in timeline.rows() if r[0] == "flaky"]
     assert [r[3] for r in rows] == [1, 2, 3]
-    for prev, nxt in zip(rows, rows[1:]):
+    for prev, nxt in zip(rows, rows[1:], strict=False):
         assert nxt[1] - prev[2] >= 0.3  # waited the backoff between attempts
     flaky = result.job.tasks["flaky"]
     assert [h.state for h in flaky.history] == [S.FAILED, S.FAILED, S.COMPLETED]

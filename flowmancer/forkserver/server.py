@@ -211,7 +211,7 @@ def _fork(sock: socket.socket, batch: list[_Request], module_fds: tuple[int, ...
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # see spawn.block_sigterm
     try:
         keep = [closing_ranges(r.fds + module_fds) for r in batch]  # made now: a child allocates nothing for it
-        for r, ranges in zip(batch, keep):
+        for r, ranges in zip(batch, keep, strict=True):
             pid = os.fork()
             if pid == 0:
                 _child(r.attempt, r.fds[1], r.fds[2], r.workdir, ranges)
@@ -221,7 +221,7 @@ def _fork(sock: socket.socket, batch: list[_Request], module_fds: tuple[int, ...
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     answers: list[tuple[bytes, int]] = []
     try:
-        for r, pid in zip(batch, pids):
+        for r, pid in zip(batch, pids, strict=False):
             try:
                 os.setpgid(pid, pid)  # as the child does: no window in which a group signal misses it
             except OSError:

@@ -15,7 +15,7 @@ from .yamlfile import Marks, Path_, dotted, locate
 
 def _model_at(loc: Path_, root: type[BaseModel] = JobDefinition) -> Optional[type[BaseModel]]:
     for pattern, model in _MODEL_AT.items():
-        if len(pattern) == len(loc) and all(p == "*" or p == q for p, q in zip(pattern, loc)):
+        if len(pattern) == len(loc) and all(p == "*" or p == q for p, q in zip(pattern, loc, strict=True)):
             if pattern == ("config",):
                 return root.model_fields["config"].annotation  # type: ignore[return-value]
             return root if pattern == () else model
