@@ -15,9 +15,10 @@ import datetime as dt
 import html
 import json
 import os
+import sys
 from collections import deque
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pydantic import PrivateAttr
 
@@ -241,10 +242,20 @@ def write_private(path: Path, text: str) -> None:
 
 
 def write_reports(data: dict[str, Any], html_path: Optional[Path], json_path: Optional[Path]) -> None:
-    if html_path is not None:
-        write_private(html_path, render_html(data))
-    if json_path is not None:
-        write_private(json_path, json.dumps(data, indent=1, default=str))
+    """Write the reports asked for, making their folders; one that cannot be written is a warning on stderr,
+    never a failure of the job it reports on."""
+    texts: list[tuple[Optional[Path], Callable[[], str]]] = [
+        (html_path, lambda: render_html(data)),
+        (json_path, lambda: json.dumps(data, indent=1, default=str)),
+    ]
+    for path, render in texts:
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_private(path, render())
+        except OSError as exc:
+            print(f"WARNING: the run report could not be written to {path}: {exc.strerror or exc}", file=sys.stderr)
 
 
 # -- the report: a YAML extension that is also a plugin ------------------------------------------------

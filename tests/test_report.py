@@ -100,8 +100,7 @@ def test_escaping_secrets_and_the_yaml_extension(fmtester, tmp_path):
         "config: {extension_packages: [flowmancer_contrib]}\ntasks:\n  n: {task: Noisy}\n"
         "extensions:\n  report: {extension: RunReport, parameters: {html: out/report.html, json_path: out/r.json}}\n"
     )
-    (fmtester.path / "out").mkdir()
-    result = fmtester.run()
+    result = fmtester.run()  # out/ does not exist: it is made
     assert result.ret == 0, result.stderr
     page = fmtester.path / "out" / "report.html"
     dom, _ = render(page, tmp_path)
@@ -122,3 +121,16 @@ def test_report_for_200_tasks(fmtester, tmp_path):
     dom, took = render(page, tmp_path)
     assert dom.count('<rect class="bar') == 200
     assert took < 2.0
+
+
+def test_an_unwritable_report_is_a_warning_not_a_failure(fmtester):
+    fmtester.make_tasks(TASKS)
+    fmtester.makefile("blocker", "a file where the report's folder should be")
+    fmtester.make_jobdef(
+        "config: {extension_packages: [flowmancer_contrib]}\ntasks:\n  n: {task: Noisy}\n"
+        "extensions:\n  report: {extension: RunReport, parameters: {html: blocker/report.html}}\n"
+    )
+    result = fmtester.run()
+    assert result.ret == 0, result.stderr
+    assert "WARNING: the run report could not be written to" in result.stderr
+    assert not list((fmtester.path / ".flowmancer").glob("*.jsonl"))  # a completed run leaves no checkpoint
