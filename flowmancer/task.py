@@ -53,6 +53,13 @@ class Task(ABC, BaseModel):
     #: tags every task of this class has (for ``-m``); the YAML ``tags:`` of a task add to them
     default_tags: ClassVar[tuple[str, ...]] = ()
 
+    def __init__(self, /, shared_dict: Optional[MutableMapping[Any, Any]] = None, **data: Any) -> None:
+        """``MyTask(n=3)``, or ``MyTask(shared_dict={...}, n=3)`` as the original API allowed: a task built
+        directly, for a plain unit test of ``run()`` (the runner validates tasks without calling this)."""
+        super().__init__(**data)
+        if shared_dict is not None:
+            self._fm_shared_dict = shared_dict
+
     @property
     def shared_dict(self) -> MutableMapping[Any, Any]:
         """Values shared across tasks: a task sees every write made by tasks that finished before it
@@ -75,8 +82,13 @@ class Task(ABC, BaseModel):
     def logger(self) -> logging.Logger:
         """A standard ``logging.Logger`` for this task (``flowmancer.task.<name>``): ``%``-args, ``exception()``
         and levels work; in a task process its records, and every library's, go to the task's log."""
-        if self._fm_logger is None:
-            self._fm_logger = task_logger(self.task_info.name)
+        if self._fm_logger is None:  # not in a task process (a unit test calling run()): print to stderr
+            self._fm_logger = logger = task_logger(self.task_info.name)
+            if not logger.handlers and not logging.getLogger().handlers:
+                handler = logging.StreamHandler()
+                handler.setFormatter(logging.Formatter("%(levelname)s - %(message)s"))
+                logger.addHandler(handler)
+                logger.setLevel(logging.DEBUG)
         return self._fm_logger
 
     @property
