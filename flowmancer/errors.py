@@ -72,6 +72,12 @@ class AlreadyRunning(_Hinted):
     exit_code = ExitCode.ALREADY_RUNNING
 
 
+class NoTasksSelected(_Hinted):
+    """The selection options left nothing to run (pytest's "no tests ran", exit 5 there; 5 is taken here)."""
+
+    exit_code = ExitCode.NO_TASKS_SELECTED
+
+
 class CheckpointError(_Hinted):
     """The checkpoint cannot be read (damaged) or written (disk full, permissions, a file in the way)."""
 

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     INTERNAL_ERROR = 4  #: a bug in flowmancer or a plugin; please report it
     ALREADY_RUNNING = 5  #: another run of the same job holds its lock; nothing ran
     CHECKPOINT_ERROR = 6  #: the checkpoint cannot be read (damaged) or written (disk full, permissions)
+    NO_TASKS_SELECTED = 7  #: -k, -m, --only, --skip, --run-from/--run-to left no task to run; nothing ran
     HANGUP = 129  #: stopped by SIGHUP (the terminal or ssh session closed)
     INTERRUPTED = 130  #: stopped by Ctrl-C (SIGINT)
     TERMINATED = 143  #: stopped by SIGTERM

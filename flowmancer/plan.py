@@ -103,12 +103,20 @@ def _state_for_graph(job: Job, t: TaskRun) -> Optional[str]:
     return str(cp) if cp else None
 
 
+def _mermaid(text: str) -> str:
+    """``text`` inside a quoted mermaid label: its entity codes for what would end or mark up the label."""
+    text = printable(text).replace("#", "#35;")
+    for ch, code in (('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"), ("&", "#amp;"), ("`", "#96;")):
+        text = text.replace(ch, code)
+    return text
+
+
 def graph(job: Job, fmt: str) -> list[str]:
     if fmt == "mermaid":
         ids = {t.name: f"t{i}" for i, t in enumerate(job)}
         lines = ["flowchart TD"]
         for t in job:
-            lines.append(f'    {ids[t.name]}["{printable(t.name)}<br/><small>{t.class_name}</small>"]')
+            lines.append(f'    {ids[t.name]}["{_mermaid(t.name)}<br/><small>{t.class_name}</small>"]')
         for t in job:
             for d in t.dependencies:
                 lines.append(f"    {ids[d]} --> {ids[t.name]}")

@@ -10,7 +10,7 @@ import argparse
 from typing import Callable
 
 from .config import Config
-from .errors import UsageError, closest
+from .errors import NoTasksSelected, UsageError, closest
 from .expression import Expression
 from .job import Job, TaskRun
 from .markers import hookimpl
@@ -99,6 +99,17 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
         _check(job, run_to, "--run-to")
         keep &= _closure(job, run_to, downstream=False)
     keep -= set(skip)
+    if not keep and len(job):
+        said = " ".join(
+            f"{flag} {value}"
+            for flag, value in (("-k", keyword), ("-m", markexpr), ("--run-from", run_from), ("--run-to", run_to))
+            if value
+        )
+        said = " ".join([said, *(f"--only {n}" for n in only), *(f"--skip {n}" for n in skip)]).strip()
+        raise NoTasksSelected(
+            f"no tasks selected: {said} leaves none of the job's {len(job)} tasks",
+            "run with --list to see the tasks, their names and tags",
+        )
     for t in job:
         if t.name not in keep and not t.state.is_final:
             job.deselect(t)

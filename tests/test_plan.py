@@ -94,6 +94,18 @@ def test_graph_without_state(project):
     nothing_happened(project)
 
 
+def test_graph_labels_are_escaped(project):
+    project.make_jobdef(
+        "tasks:\n  'say \"hi\" #1': {task: Record}\n  '<i>&': {task: Record, dependencies: ['say \"hi\" #1']}\n"
+    )
+    mermaid = project.run("--graph", "mermaid").stdout
+    assert 't0["say #quot;hi#quot; #35;1<br/><small>Record</small>"]' in mermaid
+    assert 't1["#lt;i#gt;#amp;<br/><small>Record</small>"]' in mermaid
+    dot = project.run("--graph", "dot").stdout
+    assert '"say \\"hi\\" #1" [label="say \\"hi\\" #1\\nRecord"];' in dot
+    assert '"<i>&" -> ' not in dot and '"say \\"hi\\" #1" -> "<i>&";' in dot
+
+
 PARAM_TASKS = """
 from enum import Enum
 from typing import List, Optional

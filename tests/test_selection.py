@@ -110,3 +110,18 @@ def test_bad_expression_is_a_usage_error(project):
     project.make_jobdef(DAG)
     result = project.run_subprocess("-k", "load and (slow")
     assert result.ret == ExitCode.USAGE_ERROR and "missing ')'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-k", "nomatch"], "-k nomatch"),
+        (["-m", "nosuchtag"], "-m nosuchtag"),
+        (["--run-from", "report", "--run-to", "extract"], "--run-from report --run-to extract"),
+    ],
+)
+def test_a_selection_of_nothing_is_exit_7(chain, timeline, args, said):
+    result = chain.run(*args)
+    assert result.ret == ExitCode.NO_TASKS_SELECTED == 7
+    assert f"no tasks selected: {said} leaves none of the job's 5 tasks" in result.stderr
+    assert "--list" in result.stderr and timeline.rows() == []
