@@ -49,7 +49,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-j", "--jobdef", metavar="PATH", help="the job definition YAML file")
+    p.add_argument(
+        "-j",
+        "--jobdef",
+        metavar="PATH",
+        help="the job definition YAML file (default: job.yaml, job.yml, flowmancer.yaml or flowmancer.yml in the "
+        "current folder, the first found)",
+    )
     p.add_argument(
         "-r",
         "--restart",
@@ -100,6 +106,17 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
+#: the job files ``flowmancer`` looks for in the current folder when no ``-j`` is given (as go-task its Taskfile)
+DEFAULT_JOBDEFS = ("job.yaml", "job.yml", "flowmancer.yaml", "flowmancer.yml")
+
+
+def _found_here(cwd: Path) -> Optional[str]:
+    for name in DEFAULT_JOBDEFS:
+        if (cwd / name).is_file():
+            return name
+    return None
+
+
 def _locate(
     argv: Sequence[str], default_root: Optional[Path], default_jobdef: Optional[str]
 ) -> tuple[Optional[Path], Path]:
@@ -109,7 +126,7 @@ def _locate(
     pre.add_argument("--root")
     early, _ = pre.parse_known_args(list(argv))
     cwd = Path.cwd()
-    jobdef = early.jobdef or default_jobdef
+    jobdef = early.jobdef or default_jobdef or _found_here(cwd)
     jobdef_path: Optional[Path] = None
     if jobdef:
         base = cwd if early.jobdef else (default_root or cwd)

@@ -234,3 +234,17 @@ def test_signal_aborts_running_tasks(fmtester, sig, code):
         assert (fmtester.path / f"s{i}.destroyed").exists()
     assert not (fmtester.path / "never.ran").exists()
     assert f"interrupted by {signal.Signals(sig).name}: 2 aborted, 1 not run" in out
+
+
+def test_without_j_the_job_file_of_the_current_folder_is_used(fmtester):
+    fmtester.make_tasks(
+        "from flowmancer.task import Task, task\n\n@task\nclass Hi(Task):\n    def run(self):\n        print('hi')\n"
+    )
+    result = fmtester.run_subprocess(jobdef=None)
+    assert result.ret == 2 and "none here (job.yaml, job.yml, flowmancer.yaml, flowmancer.yml)" in result.stderr
+    fmtester.make_jobdef("tasks:\n  a: {task: Hi}\n", name="flowmancer.yaml")
+    result = fmtester.run_subprocess("-s", jobdef=None)
+    assert result.ret == 0 and "[a] hi" in result.stdout
+    fmtester.make_jobdef("tasks:\n  b: {task: Hi}\n", name="job.yaml")  # job.yaml comes first
+    result = fmtester.run_subprocess("-s", jobdef=None)
+    assert result.ret == 0 and "[b] hi" in result.stdout

@@ -87,7 +87,10 @@ def read_jobdef(config: Config) -> LoadedJobDef:
     if config.jobdef_path is None:
         from ..errors import UsageError
 
-        raise UsageError("no job definition given: pass -j/--jobdef PATH")
+        raise UsageError(
+            "no job definition given and none here (job.yaml, job.yml, flowmancer.yaml, flowmancer.yml): "
+            "pass -j/--jobdef PATH"
+        )
     schema = ConfigSchema()
     config.hook.flowmancer_addconfig(schema=schema)
     return load_jobdef(
