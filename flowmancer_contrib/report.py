@@ -10,7 +10,6 @@ Load it with ``-p flowmancer_contrib.report``, or name ``RunReport`` in the YAML
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import html
 import json
@@ -23,8 +22,6 @@ from typing import Any, Callable, Optional
 from pydantic import PrivateAttr
 
 from flowmancer import hookimpl
-from flowmancer.components import register_as_plugin
-from flowmancer.config import Config
 from flowmancer.extensions import Extension, extension
 from flowmancer.job import Job, TaskRun
 from flowmancer.states import LogLines
@@ -264,8 +261,9 @@ def write_reports(data: dict[str, Any], html_path: Optional[Path], json_path: Op
 @extension
 class RunReport(Extension):
     """``{extension: RunReport, parameters: {html: run.html, json_path: run.json}}`` (paths relative to the app
-    root), or ``--report``/``--report-json`` with ``-p flowmancer_contrib.report``. Its ``@hookimpl`` methods
-    make it a plugin while the job runs: it sees log lines and results, which extensions alone do not."""
+    root), or ``--report``/``--report-json`` (plugin ``report``: ``flowmancer_contrib.reportopts``). Its
+    ``@hookimpl`` methods make it a plugin while the job runs: it sees log lines and results, which extensions
+    alone do not."""
 
     html: Optional[str] = None
     json_path: Optional[str] = None
@@ -290,21 +288,3 @@ class RunReport(Extension):
             self.resolve_path(self.html) if self.html else None,
             self.resolve_path(self.json_path) if self.json_path else None,
         )
-
-
-@hookimpl
-def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("run report")
-    g.add_argument("--report", metavar="PATH", help="write a self-contained HTML report of the run")
-    g.add_argument("--report-json", metavar="PATH", help="write the report's data as JSON")
-
-
-@hookimpl
-def flowmancer_jobdef_loaded(config: Config, jobdef: Any) -> None:
-    h, j = config.getoption("report"), config.getoption("report_json")
-    if h or j:  # paths on the command line are relative to where you are
-        report = RunReport(
-            html=str(config.invocation_dir / h) if h else None, json_path=str(config.invocation_dir / j) if j else None
-        )
-        report._fm_root = config.rootdir
-        register_as_plugin(config, report, "report (--report)", "--report / --report-json")

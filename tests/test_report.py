@@ -134,3 +134,13 @@ def test_an_unwritable_report_is_a_warning_not_a_failure(fmtester):
     assert result.ret == 0, result.stderr
     assert "WARNING: the run report could not be written to" in result.stderr
     assert not list((fmtester.path / ".flowmancer").glob("*.jsonl"))  # a completed run leaves no checkpoint
+
+
+def test_report_options_need_no_dash_p_and_can_be_blocked(fmtester):
+    fmtester.make_tasks(TASKS)
+    fmtester.make_jobdef("tasks:\n  n: {task: Noisy}\n")
+    result = fmtester.run_subprocess("--report", "reports/last.html")  # the plugin comes from our entry points
+    assert result.ret == 0, result.stderr
+    assert (fmtester.path / "reports" / "last.html").is_file()
+    blocked = fmtester.run_subprocess("-p", "no:report", "--report", "x.html")
+    assert blocked.ret == 2 and "unrecognized arguments: --report" in blocked.stderr
