@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 from .collect import collect_directories, collect_packages
 from .config import Config
+from .errors import Problem
 from .exitcode import ExitCode
 from .hookrelay import answer
 from .job import Job, build_job
@@ -17,14 +19,26 @@ from .registry import Registry
 from .states import TaskResult
 
 
+def _located(loaded: Any, problem: Problem) -> Problem:
+    """A collection problem about ``config.extension_directories[i]`` (or packages), at that line of the YAML."""
+    key, _, index = problem.where.partition("[")
+    if problem.location is not None or not key.startswith("config.extension_"):
+        return problem
+    path: tuple[Any, ...] = ("config", key.split(".", 1)[1])
+    where = loaded.location((*path, int(index.rstrip("]")))) if index.rstrip("]").isdigit() else None
+    where = where or loaded.location(path)
+    return dataclasses.replace(problem, location=where) if where is not None else problem
+
+
 @hookimpl(trylast=True)
 def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
     loaded = read_jobdef(config)
     cfg = loaded.model.config
     problems = list(loaded.problems)
     before = open_fds()
-    problems += collect_directories(config.rootdir, cfg.extension_directories)
-    problems += collect_packages(cfg.extension_packages)
+    found_here = collect_directories(config.rootdir, cfg.extension_directories)
+    found_here += collect_packages(cfg.extension_packages)
+    problems += [_located(loaded, p) for p in found_here]
     module_fds = opened_since(before)  # files the user's modules opened: their task processes keep them
     for found in config.hook.flowmancer_jobdef_loaded(config=config, jobdef=loaded):
         problems += found or []

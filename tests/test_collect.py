@@ -30,3 +30,18 @@ def test_import_error_through_a_helper_module(fmtester):
     assert result.ret == ExitCode.JOBDEF_ERROR
     result.err.fnmatch_lines(["*helpers.py:5: cannot import task module*tasks/uses.py*"])
     result.err.no_fnmatch_line("*enum.py:* cannot import*")
+
+
+def test_extension_folder_and_package_errors_are_at_their_line(fmtester):
+    fmtester.make_jobdef(
+        "config:\n  extension_directories:\n    - here\n    - nope\n  extension_packages: [no_such_pkg]\ntasks: {}\n"
+    )
+    fmtester.makefile("here/ok.py", "X = 1\n")
+    result = fmtester.run()
+    assert result.ret == ExitCode.JOBDEF_ERROR
+    result.err.fnmatch_lines(
+        [
+            "*job.yaml:4: config.extension_directories[1]: extension directory not found:*nope",
+            "*job.yaml:5: config.extension_packages[0]: package 'no_such_pkg' is not installed*",
+        ]
+    )
