@@ -39,9 +39,5 @@ def test_extension_folder_and_package_errors_are_at_their_line(fmtester):
     fmtester.makefile("here/ok.py", "X = 1\n")
     result = fmtester.run()
     assert result.ret == ExitCode.JOBDEF_ERROR
-    result.err.fnmatch_lines(
-        [
-            "*job.yaml:4: config.extension_directories[1]: extension directory not found:*nope",
-            "*job.yaml:5: config.extension_packages[0]: package 'no_such_pkg' is not installed*",
-        ]
-    )
+    assert "job.yaml:4: config.extension_directories[1]: extension directory not found:" in result.stderr
+    assert "job.yaml:5: config.extension_packages[0]: package 'no_such_pkg' is not installed" in result.stderr
