@@ -65,8 +65,14 @@ class Notification(Extension):
     # what to say -----------------------------------------------------------------------------------
 
     def summary(self) -> str:
+        """Counts per state, then the tasks that did not complete, named (at most 10)."""
         counts = Counter(self._states.values())
-        return ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no tasks finished"
+        text = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no tasks finished"
+        bad = [name for name, s in self._states.items() if s in ("FAILED", "DEFAULTED", "ABORTED")]
+        if bad:
+            more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+            text += f"; not completed: {', '.join(bad[:10])}{more}"
+        return text
 
     def _now(self) -> str:
         return dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")

@@ -79,7 +79,7 @@ def test_slack_from_yaml(project, server):
         "Flowmancer Job Notification: FAILURE",
     ]
     assert "Job 'notified' failed at" in bodies[1]["attachments"][0]["text"]
-    assert "1 completed, 1 failed" in bodies[1]["attachments"][0]["text"]
+    assert "1 completed, 1 failed; not completed: b" in bodies[1]["attachments"][0]["text"]  # named
 
 
 def test_slack_as_plugin_with_option(project, server):
