@@ -27,8 +27,10 @@ exit codes:
   4    internal error
   5    another run of this job is running (its lock is held): nothing ran
   6    the checkpoint cannot be read (damaged) or written (disk full, permissions)
+  7    the selection (-k, -m, --only, --skip, --run-from/--run-to) left no task: nothing ran
   129  hangup (SIGHUP); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)
 
+new project: flowmancer init [DIR] writes a starter (tasks/, job.yaml, main.py, a test) that runs as written
 docs: README.md, "Job definition", "Command line" and "Plugins and hooks"
 """
 
@@ -204,6 +206,10 @@ def run(
     """Run one job from command-line arguments; return (exit code, config). A Ctrl-C outside the scheduler
     (which turns it into an orderly abort) returns 130, or raises ``KeyboardInterrupt`` with ``raise_interrupt``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["init"] and prog == "flowmancer":  # flowmancer init [DIR]: a starter project
+        from .scaffold import init
+
+        return init(argv[1:]), None
     why = unsupported_platform()
     if why is not None:
         print(f"ERROR: {why}", file=sys.stderr)
