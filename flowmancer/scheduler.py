@@ -7,7 +7,6 @@ deciding whether it may run (its trigger rule) costs O(1) per event whatever the
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import heapq
 import pickle
@@ -20,9 +19,10 @@ from .executor import TaskHandle
 from .hookrelay import answer
 from .job import Job, TaskRun
 from .markers import hookimpl
-from .outcome import AttemptFacts, Stop, aborted_error, result_of
+from .outcome import AttemptFacts, Stop, result_of
 from .signalwatch import SignalWatch
 from .states import ExecutionState, LogLines, Severity, TaskResult
+from .stopping import Stopping
 from .timers import Kind, Timers
 from .triggers import BAD, decide
 from .watcher import Watcher, fd_budget
@@ -37,7 +37,7 @@ HOLD_SCAN = 32
 MAX_WAIT = 3600.0
 
 
-class Scheduler:
+class Scheduler(Stopping):
     """Runs one job: starts what may start, watches what runs, settles what ends, until all is final."""
 
     def __init__(self, job: Job) -> None:
@@ -299,28 +299,6 @@ class Scheduler:
                     if t is task and h is not task.handle:
                         h.kill()
 
-    # -- abort -----------------------------------------------------------------------------------
-
-    def _abort(self, signum: int) -> None:
-        """Stop the running tasks. ``signum`` 0: asked for by a plugin (``job.stop(abort=True)``)."""
-        if self.aborting:  # second signal: no more patience
-            for t in self.job.running.values():
-                if t.handle is not None:
-                    t.handle.kill()
-            for _, h in self.lingering.values():
-                h.kill()
-            return
-        self.aborting = True
-        if signum:
-            self.job.interrupted = signum
-        for t in list(self.job.running.values()):
-            if t.handle is not None:
-                t.handle.terminate()
-                self._timer(self.grace, "kill", t)
-        for timer in self.timers.take("retry"):  # waiting for a retry: that attempt was the last
-            self._retry_called_off(self.job.tasks[timer.task], S.ABORTED, aborted_error(self._stop()))
-        self.ready.clear()
-
     def _read_waiting(self) -> bool:
         """Read the handles that wait for news no waitable will signal (see ``TaskHandle.waiting``); ``True``
         if that made tasks ready."""
@@ -330,35 +308,8 @@ class Scheduler:
                 self._handle(task, handle, set())
         return len(self.ready) > before
 
-    def _honour_stop(self) -> None:
-        """``job.stop()`` was asked for: tasks waiting for a retry give up (FAILED), nothing else starts."""
-        if not self.job.stopping or self._stop_done:
-            return
-        self._stop_done = True
-        for timer in self.timers.take("retry"):  # they give up: their last attempt's failure stands
-            self._retry_called_off(self.job.tasks[timer.task], S.FAILED, None)
-        self.ready.clear()
-        if self.job.abort_requested and not self.aborting:
-            self._abort(0)
-
-    def _retry_called_off(self, task: TaskRun, state: ExecutionState, error: Optional[str]) -> None:
-        """A task waiting to retry will not: its last attempt's report becomes its final one (``will_retry``
-        false), in ``flowmancer_task_finish`` like any other."""
-        last = task.result or TaskResult(name=task.name, state=state, attempt=task.attempt)
-        final = dataclasses.replace(last, state=state, will_retry=False, retry_delay=None, error=error or last.error)
-        task.result = final
-        if task.history and task.history[-1] is last:
-            task.history[-1] = final
-        self.job.set_state(task, state)
-        self.hook.flowmancer_task_finish(job=self.job, task=task, result=final)
-        self.open -= 1
-
     def _retry_pending(self) -> bool:
         return self.timers.has("retry")
-
-    def _take_signals(self, sigs: SignalWatch) -> None:
-        while sigs.signals:
-            self._abort(sigs.signals.pop(0))
 
     # -- loop ------------------------------------------------------------------------------------
 

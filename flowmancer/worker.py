@@ -14,7 +14,6 @@ then it reports and exits with its code: 0, the ``sys.exit`` code, 1 after an ex
 from __future__ import annotations
 
 import _signal  # signal's C half: the Python wrappers convert to enums, which costs a task process page copies
-import atexit
 import faulthandler
 import io
 import os
@@ -29,6 +28,9 @@ from . import messages
 from .output import frame
 from .task import Task, TaskInfo
 from .taskio import Sender, SharedDict, text_stream
+from .teardown import ExitHandlers, flush_files, module_files
+
+__all__ = ["ABORTED_EXIT", "Attempt", "TaskAborted", "child_main", "module_files"]
 from .tasklog import Capture
 
 #: the exit code of a task process that was aborted (it handled SIGTERM): 128 + 15, as a shell reports it
@@ -85,68 +87,6 @@ def limit_memory(megabytes: int) -> None:
     if hard != resource.RLIM_INFINITY and limit > hard:
         raise ValueError(f"it is above this process's hard limit of {hard // (1024 * 1024)} MB (ulimit -d)")
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-
-
-def module_files(root: str) -> tuple[io.IOBase, ...]:
-    """The open files that modules loaded from the app root (not from installed packages) hold at module
-    level: a task process flushes them when it ends, as Python's teardown would. Found once per run, by
-    whoever forks, not in each task process: scanning module globals there would write every object's
-    reference count, copying its page (~150 page copies a task)."""
-    prefix = os.path.join(root, "")
-    out: list[io.IOBase] = []
-    for m in list(sys.modules.values()):
-        file = getattr(m, "__file__", None)
-        if not (isinstance(file, str) and file.startswith(prefix) and "-packages" + os.sep not in file):
-            continue
-        for value in list(vars(m).values()):
-            if isinstance(value, io.IOBase) and value not in out:
-                out.append(value)
-    return tuple(out)
-
-
-def _flush(files: tuple[io.IOBase, ...]) -> None:
-    for f in files:
-        try:
-            f.flush()
-        except Exception:  # noqa: BLE001 - closed meanwhile, or read-only: nothing to do
-            pass
-
-
-class _ExitHandlers:
-    """``atexit`` in a task process: what is registered while the task runs is kept here and called when
-    its process ends, last registered first, as Python does. The handlers of the process it was forked from
-    are neither called nor released (releasing them could run their finalizers in this process)."""
-
-    def __init__(self) -> None:
-        self.handlers: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
-        self._methods = (self.register, self.unregister)  # made before the fork (see Attempt)
-
-    def install(self) -> None:
-        atexit.register, atexit.unregister = self._methods  # type: ignore[assignment]
-
-    def register(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        self.handlers.append((func, args, kwargs))
-        return func
-
-    def unregister(self, func: Any) -> None:
-        self.handlers = [h for h in self.handlers if h[0] != func]
-
-    def run(self) -> None:
-        """Not multiprocessing's: a task process does not wait for the children it did not join (they are
-        killed with its process group)."""
-        if not self.handlers:  # the usual case: touch nothing more (each object touched copies a page)
-            return
-        skip = getattr(sys.modules.get("multiprocessing.util"), "_exit_function", None)
-        while self.handlers:
-            func, args, kwargs = self.handlers.pop()
-            if func is skip:
-                continue
-            try:
-                func(*args, **kwargs)
-            except SystemExit:
-                pass
-            except BaseException as exc:  # noqa: BLE001 - reported as Python reports it, then the next one
-                print(f"Exception ignored in atexit callback {func!r}:\n{_format_exc(exc)}", file=sys.stderr)
 
 
 def _exit_failed(exc: SystemExit) -> bool:
@@ -300,7 +240,7 @@ class Attempt:
         self.life = _Lifecycle(task, send, info, self.out)
         self.life.memory_limit_mb = memory_limit_mb
         self.files = files  # see module_files
-        self.at_exit = _ExitHandlers()
+        self.at_exit = ExitHandlers()
 
     def run(
         self, out_fd: Optional[int], err_fd: Optional[int], workdir: Optional[str], faulthandler_on: bool = False
@@ -373,7 +313,7 @@ class Attempt:
         # Not sys.__stdout__/__stderr__: forked from a process with other threads (the scheduler's event loop,
         # a host's logging), this copy of their buffer's lock may be held by a thread that no longer exists.
         if self.files:
-            _flush(self.files)
+            flush_files(self.files)
         self.at_exit.run()
         self._flush_output()
 

@@ -21,11 +21,9 @@ works here.
 from __future__ import annotations
 
 import argparse
-import importlib
 import itertools
 import os
 import pickle
-import signal
 import threading
 import uuid
 from collections import deque
@@ -33,7 +31,7 @@ from typing import Any, Dict, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flowmancer import hookimpl, messages, output
+from flowmancer import hookimpl, messages
 from flowmancer.config import Config
 from flowmancer.errors import Problem, UsageError
 from flowmancer.executor import TaskHandle
@@ -149,7 +147,9 @@ class _Cluster:
                 path = config.getoption("dask_cluster") or (dask_cfg.cluster if dask_cfg else None)
                 kwargs = dict(dask_cfg.kwargs) if dask_cfg else {}
                 if path:
-                    self.cluster = _start_cluster(path, kwargs)
+                    from .daskcluster import start_cluster
+
+                    self.cluster = start_cluster(path, kwargs)
                 else:
                     defaults = {
                         "processes": True,
@@ -195,31 +195,13 @@ class _Cluster:
                 self.cluster.close()
 
 
-def _start_cluster(path: str, kwargs: dict[str, Any]) -> Any:
-    """An instance of the cluster class at import path ``path`` (``pkg.mod.Class`` or ``pkg.mod:Class``)."""
-    module, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
-    if not module or not attr:
-        raise UsageError(f"dask cluster '{path}': give the class by import path, such as dask_jobqueue.SLURMCluster")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except ImportError as exc:
-        raise UsageError(
-            f"dask cluster '{path}': cannot import {module} ({exc}); install the package that provides it "
-            f"(pip install {module.split('.')[0].replace('_', '-')})"
-        ) from None
-    except AttributeError:
-        raise UsageError(f"dask cluster '{path}': {module} has no {attr}") from None
-    try:
-        return cls(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - the cluster class's own complaint, said as such
-        raise UsageError(f"dask cluster '{path}' could not start: {type(exc).__name__}: {exc}") from None
-
-
 class DaskHandle(TaskHandle):
     """A ``TaskHandle`` for one attempt running on a Dask worker."""
 
     def __init__(self, cluster: _Cluster, job: Any, task: Any) -> None:
         from distributed import Event
+
+        from .daskworker import run_attempt
 
         self.cluster = cluster
         self.key = f"{task.name}-{task.attempt}-{next(_seq)}-{uuid.uuid4().hex[:8]}"
@@ -236,7 +218,7 @@ class DaskHandle(TaskHandle):
         cluster.handles[self.key] = self
         cls = task.cls
         self.future = cluster.client.submit(
-            run_attempt,
+            run_attempt,  # by reference: flowmancer_contrib.daskworker, imported on the worker
             self.key,
             cluster.topic,
             cls.__module__,
@@ -347,33 +329,10 @@ def flowmancer_job_start(job: Any) -> None:
             import distributed  # noqa: F401
         except ImportError:
             raise UsageError("--executor dask needs Dask: pip install 'flowmancer[dask]'") from None
+        from .daskcluster import check_resources
+
         cluster = job.config.stash[STASH_KEY] = _Cluster(job.config, address)
-        check_resources(cluster, job)
-
-
-def check_resources(cluster: _Cluster, job: Any) -> None:
-    """Refuse to start when no worker offers what a task's ``resources:`` ask for (it would wait forever).
-    Not for a cluster that scales: the workers that will offer it may not have joined yet."""
-    needs = {t.name: dict(t.definition.resources) for t in job if t.definition.resources and not t.state.is_final}
-    if not needs or cluster.elastic:
-        return
-    workers = cluster.client.scheduler_info().get("workers", {})
-    offered = [dict(w.get("resources") or {}) for w in workers.values()]
-    if not offered:
-        return
-    unmet = [
-        f"{name} ({', '.join(f'{r}={n:g}' for r, n in res.items())})"
-        for name, res in needs.items()
-        if not any(all(o.get(r, 0) >= n for r, n in res.items()) for o in offered)
-    ]
-    if unmet:
-        kinds = sorted({f"{r}={n:g}" for res in needs.values() for r, n in res.items()})
-        have = sorted({f"{r}={n:g}" for o in offered for r, n in o.items()}) or ["nothing"]
-        raise UsageError(
-            f"no Dask worker offers what these tasks need: {', '.join(unmet)}; the {len(offered)} workers offer "
-            f'{", ".join(have)}. Start workers with `dask worker ADDRESS --resources "{" ".join(kinds)}"` (or give '
-            "the cluster class resources, e.g. config.dask.kwargs.resources for a LocalCluster)"
-        )
+        check_resources(cluster.client, cluster.elastic, job)
 
 
 @hookimpl
@@ -404,110 +363,3 @@ def flowmancer_jobdef_loaded(config: Config, jobdef: Any) -> list[Problem]:
             )
         ]
     return []
-
-
-# -- worker side ------------------------------------------------------------------------------------
-
-
-def run_attempt(
-    key: str,
-    topic: str,
-    module: str,
-    qualname: str,
-    params: dict[str, Any],
-    info: Any,
-    snapshot: dict[str, Any],
-    rootdir: str,
-    memory_limit_mb: Optional[int],
-    code: Optional[str] = None,
-) -> dict[str, Any]:
-    """On a Dask worker: fork the task process, relay its events to the parent, return its exit code."""
-    import multiprocessing
-    from multiprocessing.connection import wait
-
-    from distributed import Event, get_client, get_worker
-
-    from flowmancer.process import fork_child
-    from flowmancer.worker import child_main
-    from flowmancer_contrib.daskcode import IMPORT_LOCK, use_code
-
-    worker = get_worker()
-    with IMPORT_LOCK:
-        use_code(worker, code)
-        try:
-            obj: Any = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or str(exc)
-            raise RuntimeError(
-                f"worker {worker.address} cannot import the task module '{module}': no module named '{missing}'"
-                + (
-                    ""
-                    if missing.split(".")[0] == module.split(".")[0]
-                    else f"; install '{missing.split('.')[0]}' in the workers' environment (the cluster image)"
-                )
-            ) from None
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        task = obj.model_validate(params)
-    # Dask's worker processes are daemonic, so multiprocessing will not start children: fork directly.
-    conn, child_conn = multiprocessing.Pipe(duplex=False)
-    readers, (out_w, err_w) = output.pipes()
-    workdir = rootdir if os.path.isdir(rootdir) else None
-
-    def target(*args: Any) -> int:
-        _die_with_parent()
-        return child_main(*args)
-
-    args = (child_conn, out_w, err_w, task, info, snapshot, workdir, memory_limit_mb)
-    proc = fork_child(target, args, (child_conn.fileno(), out_w, err_w))
-    child_conn.close()
-    os.close(out_w)
-    os.close(err_w)
-    abort = Event(f"abort-{key}", client=get_client())  # usable from the watcher thread
-    stop = threading.Event()
-
-    def watch_abort() -> None:
-        try:
-            while not stop.is_set():
-                if abort.wait(timeout=0.5):  # a Dask Event, waited on in slices so the thread can end
-                    if proc.is_alive():
-                        proc.terminate()
-                    return
-        except Exception:  # noqa: BLE001 - the cluster is shutting down: nothing left to abort
-            return
-
-    threading.Thread(target=watch_abort, daemon=True).start()
-    batches = 0
-    conn_open = True
-    while True:
-        ready: list[Any] = wait([proc.sentinel, *[r for r in readers if r.open]] + ([conn] if conn_open else []))
-        done = proc.sentinel in ready
-        events: list[messages.Event] = []
-        for r in readers:  # written before what the event pipe says now
-            if r.open and (done or r in ready):
-                r.read(events, final=done)
-        if conn in ready or done:
-            try:
-                while conn_open and conn.poll():
-                    events.append(conn.recv())
-            except (EOFError, OSError):
-                conn_open = False
-        if events:  # pickled, as a local task's events are: Dask's messages take msgpack types only
-            worker.log_event(topic, {"key": key, "events": pickle.dumps(events, protocol=pickle.HIGHEST_PROTOCOL)})
-            batches += 1
-        if done:
-            break
-    stop.set()
-    for r in readers:
-        r.close()
-    return {"exitcode": proc.join(), "batches": batches}
-
-
-def _die_with_parent() -> None:
-    """Linux: the task process gets SIGKILL if its worker dies, instead of running on orphaned."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
