@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from common import bytecode_env, tasks_module
+
 HERE = Path(__file__).resolve().parent
 
 TASKS = """
@@ -90,8 +92,7 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "flowmancer")], check=True)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = bytecode_env()
     import dask
     from distributed import Client, LocalCluster
 
@@ -99,8 +100,7 @@ def main() -> int:
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster) as client, tempfile.TemporaryDirectory(dir=HERE) as tmp:
             root = Path(tmp)
-            (root / "tasks").mkdir()
-            (root / "tasks" / "noop.py").write_text(TASKS)
+            tasks_module(root, "noop", TASKS)
             address = cluster.scheduler_address
             n = args.tasks
             print(f"{n} tasks on a 2-worker LocalCluster, per task (ms), medians of {args.rounds}:")

@@ -15,13 +15,14 @@ Bytecode is compiled first and PYTHONDONTWRITEBYTECODE is dropped, as in run.py.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import bytecode_env, tasks_module
 
 HERE = Path(__file__).resolve().parent
 
@@ -64,12 +65,10 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "flowmancer")], check=True)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = bytecode_env()
     with tempfile.TemporaryDirectory(dir=HERE) as tmp:
         root = Path(tmp)
-        (root / "tasks").mkdir()
-        (root / "tasks" / "steps.py").write_text(TASKS)
+        tasks_module(root, "steps", TASKS)
         (root / "data").mkdir()
         for i in range(10):
             (root / "data" / f"in{i}.txt").write_text(f"input {i}\n" * 1000)

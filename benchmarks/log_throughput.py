@@ -16,13 +16,14 @@ Bytecode is compiled first and PYTHONDONTWRITEBYTECODE is dropped, as in run.py.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import bytecode_env, tasks_module
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,12 +76,10 @@ def main() -> int:
     ap.add_argument("--chain", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "flowmancer")], check=True)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = bytecode_env()
     with tempfile.TemporaryDirectory(dir=HERE) as tmp:
         root = Path(tmp)
-        (root / "tasks").mkdir()
-        (root / "tasks" / "t.py").write_text(TASKS)
+        tasks_module(root, "t", TASKS)
         (root / "flood.yaml").write_text(
             f"config: {{name: flood}}\ntasks:\n  flood: {{task: Flood, parameters: {{lines: {args.lines}}}}}\n"
         )
