@@ -80,6 +80,7 @@ def test_usage_errors_exit_2_without_traceback(project):
         r = project.run_subprocess(*args)
         assert r.ret == ExitCode.USAGE_ERROR, args
         assert "Traceback" not in r.stderr and "try 'flowmancer --help'" in r.stderr
+    (project.path / "job.yaml").rename(project.path / "other.yaml")  # no job file of a default name here
     r = project.run_subprocess(jobdef=None)
     assert r.ret == ExitCode.USAGE_ERROR and "pass -j/--jobdef" in r.stderr
 
