@@ -21,8 +21,13 @@ import os
 import select
 import signal
 import struct
+import sys
+import threading
 import time
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
+
+if TYPE_CHECKING:
+    import subprocess
 
 _REC = struct.Struct("=ci")  # b"+" or b"-", pid
 #: how long a guardian waits for killed task processes to go before it gives up on them
@@ -109,17 +114,23 @@ class Guardian:
         """``hold``: descriptors the guardian keeps open until the task processes are gone (the run's lock)."""
         hold = tuple(hold)
         r, w = os.pipe()
-        ranges = closing_ranges((r, *hold))
-        pid = frozen_fork()
-        if pid == 0:  # never returns into the caller's code
-            code = 1
-            try:
-                _guard(r, ranges)
-                code = 0
-            finally:
-                os._exit(code)
+        self._spawned: Optional[subprocess.Popen[bytes]] = None
+        if threading.active_count() > 1:  # fork() could hand the child a lock another thread holds: exec instead
+            self._spawned = _spawn_guardian(r, hold)
+            self.pid = self._spawned.pid
+        else:
+            ranges = closing_ranges((r, *hold))
+            pid = frozen_fork()
+            if pid == 0:  # never returns into the caller's code
+                code = 1
+                try:
+                    _quiet()
+                    _guard(r, ranges)
+                    code = 0
+                finally:
+                    os._exit(code)
+            self.pid = pid
         os.close(r)
-        self.pid = pid
         self._w: Optional[int] = w
 
     def _send(self, kind: bytes, pid: int) -> None:
@@ -142,24 +153,59 @@ class Guardian:
         if self._w is not None:
             os.close(self._w)
             self._w = None
+        if self._spawned is not None:
+            self._spawned.wait()
+            return
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
 
 
-def _guard(r: int, ranges: tuple[tuple[int, int], ...]) -> None:
-    """The guardian process: collect task pids until the runner's pipe ends, then kill what is left."""
+def _spawn_guardian(r: int, hold: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """A guardian in a fresh interpreter (``subprocess`` forks and execs in C, safe beside other threads). It
+    gets only the pipe and ``hold``, in its own process group, with stdio on ``/dev/null``."""
+    import subprocess  # only here: most runs fork their guardian
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where ``flowmancer`` is importable
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from flowmancer.lifeline import _guard_main; _guard_main()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, root, str(r), *map(str, hold)],
+        pass_fds=(r, *hold),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        process_group=0,
+    )
+
+
+def _guard_main() -> None:
+    """Entry point of a spawned guardian (``_spawn_guardian``): ``argv[2]`` is the pipe, the rest what it holds."""
+    _ignore_signals()
+    _guard(int(sys.argv[2]), ())
+
+
+def _quiet() -> None:
+    """A forked guardian: its own process group, no terminal signals, none of the runner's stdio."""
     try:
         os.setpgid(0, 0)  # out of the runner's group: a signal to it (Ctrl-C, kill -9 -PGID) leaves us to clean up
     except OSError:
         pass
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP):
-        signal.signal(sig, signal.SIG_IGN)
+    _ignore_signals()
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # hold none of the runner's stdio: a reader of its output must see it end with it
         os.dup2(devnull, fd)
-    close_ranges(ranges)  # all but the pipe and what it holds for the run (devnull went with them)
+    os.close(devnull)
+
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _guard(r: int, ranges: tuple[tuple[int, int], ...]) -> None:
+    """The guardian process: collect task pids until the runner's pipe ends, then kill what is left."""
+    close_ranges(ranges)  # all but the pipe and what it holds for the run
     pidfds: dict[int, int] = {}
     buf = b""
     while True:

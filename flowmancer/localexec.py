@@ -11,6 +11,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import messages, output
@@ -43,52 +44,38 @@ class ProcessHandle(TaskHandle):
         else:
             import multiprocessing  # only here: a run that forks never needs it
 
-            ctx: Any = multiprocessing.get_context(method)
-            parent_conn, child_conn = ctx.Pipe(duplex=False)
+            parent_conn, child_conn = multiprocessing.get_context(method).Pipe(duplex=False)
             self.conn = ConnectionReader(parent_conn)
         snapshot = job.shared_dict  # no copy per spawn: a forked child sees it as of the fork, the rest pickle it now
         workdir = str(job.config.rootdir)
         args = (task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
+        # fork() in a process with other threads (a component's event loop) can leave the child a lock some
+        # thread held, forever (Python 3.12+ warns): then only the fork server forks, or a fresh interpreter runs it.
+        threaded = forking and threading.active_count() > 1
+        proc: Optional[Child] = None
         try:
             # A fork server's child needs nothing from this process: the server blocks SIGTERM around its forks.
-            proc: Optional[Child] = _served(job, task, args, (event_w, out_w, err_w)) if forking else None
+            if forking:
+                proc = _served(job, task, args, (event_w, out_w, err_w), wait=threaded)
             if proc is None:
                 sys.stdout.flush()
                 sys.stderr.flush()
-                guardian = _guardian(job) if forking else None
                 blocked = block_sigterm()
                 try:
-                    if forking:  # built here, not in the child: see Attempt
-                        files = _module_files(job)
-                        attempt = Attempt(PipeWriter(event_w), task.instance, args[1], snapshot, args[4], files)
-                        keep = (event_w, out_w, err_w, *job.module_fds)
-                        on_reap = guardian.remove if guardian else None
-                        forked = fork_child(attempt.run, (out_w, err_w, workdir), keep, on_reap)
-                        if guardian is not None:
-                            guardian.add(forked.pid)
-                        proc = forked
+                    if forking and not threaded:
+                        proc = _fork_here(job, task, args, (event_w, out_w, err_w))
                     else:
-                        from multiprocessing.connection import Connection  # carries a descriptor to the child
+                        if forking:  # the same framing as PipeWriter's: the reader cannot tell
+                            from multiprocessing.connection import Connection
 
-                        out, err = Connection(os.dup(out_w), readable=False), Connection(os.dup(err_w), readable=False)
-                        mp = ctx.Process(
-                            target=child_main,
-                            args=(child_conn, out, err, *args),
-                            name=f"flowmancer:{task.name}",
-                            daemon=True,
-                        )
-                        try:
-                            mp.start()
-                        finally:
-                            out.close()
-                            err.close()
-                        proc = MPChild(mp)
+                            method, child_conn = "spawn", Connection(os.dup(event_w), readable=False)
+                        proc = _start_mp(job, task, method, child_conn, (out_w, err_w), args)
                 finally:
                     unblock(blocked)
         finally:
             if forking:
                 os.close(event_w)
-            else:
+            if child_conn is not None:
                 child_conn.close()
             os.close(out_w)
             os.close(err_w)
@@ -216,9 +203,43 @@ class ProcessHandle(TaskHandle):
         self._signal_group(signal.SIGKILL)
 
 
+def _fork_here(job: Job, task: TaskRun, args: tuple[Any, ...], fds: tuple[int, int, int]) -> Child:
+    """Fork ``task``'s process from this one (single-threaded: see ``ProcessHandle``)."""
+    guardian = _guardian(job)
+    event_w, out_w, err_w = fds
+    files = _module_files(job)
+    attempt = Attempt(PipeWriter(event_w), task.instance, args[1], args[2], args[4], files)  # built here: see Attempt
+    keep = (event_w, out_w, err_w, *job.module_fds)
+    forked = fork_child(attempt.run, (out_w, err_w, args[3]), keep, guardian.remove if guardian else None)
+    if guardian is not None:
+        guardian.add(forked.pid)
+    return forked
+
+
+def _start_mp(job: Job, task: TaskRun, method: str, conn: Any, out: tuple[int, int], args: tuple[Any, ...]) -> Child:
+    """Start ``task``'s process with ``multiprocessing`` (``spawn``: a fresh interpreter, which pickles its
+    arguments); on Linux the job's guardian watches it too."""
+    import multiprocessing
+    from multiprocessing.connection import Connection  # carries a descriptor to the child
+
+    guardian = _guardian(job) if pidfds_work() else None
+    out_c, err_c = Connection(os.dup(out[0]), readable=False), Connection(os.dup(out[1]), readable=False)
+    ctx: Any = multiprocessing.get_context(method)
+    mp = ctx.Process(target=child_main, args=(conn, out_c, err_c, *args), name=f"flowmancer:{task.name}", daemon=True)
+    try:
+        mp.start()
+    finally:
+        out_c.close()
+        err_c.close()
+    if guardian is not None:
+        guardian.add(mp.pid)
+    return MPChild(mp, guardian.remove if guardian else None)
+
+
 # -- the fork server ---------------------------------------------------------------------------------
 
-_SERVER = StashKey[Optional["ForkServer"]]("localexec.forkserver")
+#: the job's fork server, if any, and whether that was decided for a process that must not fork itself
+_SERVER = StashKey[tuple[Optional["ForkServer"], bool]]("localexec.forkserver")
 _GUARDIAN = StashKey[Optional[Guardian]]("localexec.guardian")
 _FILES = StashKey[tuple[Any, ...]]("localexec.module_files")
 #: jobs with at least this many tasks get a fork server (its start-up costs about one interpreter start)
@@ -231,12 +252,14 @@ def take_early_server() -> Optional[ForkServer]:
     return None if forkserver is None else forkserver.take_early()  # type: ignore[no-any-return]
 
 
-def _server(job: Job) -> Optional[ForkServer]:
+def _server(job: Job, needed: bool = False) -> Optional[ForkServer]:
     """The job's fork server: the one started with the process for any job of two tasks or more, else one
-    started now when the job is big enough to pay for its start-up (``FLOWMANCER_FORK_SERVER=1``: always;
-    ``0``: never)."""
+    started now when the job is big enough to pay for its start-up, or when ``needed`` (this process must not
+    fork). ``FLOWMANCER_FORK_SERVER=1``: always; ``0``: never."""
     if _SERVER in job.stash:
-        return job.stash[_SERVER]
+        server, decided_needed = job.stash[_SERVER]
+        if server is not None or decided_needed or not needed:
+            return server
     wanted = os.environ.get("FLOWMANCER_FORK_SERVER", "")
     server = take_early_server()
     modules: dict[str, Optional[str]] = {}
@@ -245,16 +268,17 @@ def _server(job: Job) -> Optional[ForkServer]:
         file = getattr(module, "__file__", None)
         if file and t.cls.__module__ != "__main__":
             modules[t.cls.__module__] = file
-    if server is not None and (not modules or wanted == "0" or len(job.tasks) < 2):
+    if server is not None and (not modules or wanted == "0" or (len(job.tasks) < 2 and not needed)):
         server.close()
         server = None
-    elif server is None and modules and (wanted == "1" or (wanted != "0" and len(job.tasks) >= FORK_SERVER_MIN_TASKS)):
-        from .forkserver import ForkServer  # only now: it pulls in the socket machinery
+    elif server is None and modules and wanted != "0":
+        if wanted == "1" or needed or len(job.tasks) >= FORK_SERVER_MIN_TASKS:
+            from .forkserver import ForkServer  # only now: it pulls in the socket machinery
 
-        server = ForkServer()
+            server = ForkServer()
     if server is not None:
         server.load(modules, tuple(job.hold_fds))
-    job.stash[_SERVER] = server
+    job.stash[_SERVER] = (server, needed)
     return server
 
 
@@ -272,11 +296,14 @@ def _guardian(job: Job) -> Optional[Guardian]:
     return job.stash[_GUARDIAN]
 
 
-def _served(job: Job, task: TaskRun, args: tuple[Any, ...], fds: tuple[int, int, int]) -> Optional[Any]:
-    """Fork ``task`` in the job's fork server (``fds``: its event pipe and output pipes); ``None``: fork it
-    here instead."""
-    server = _server(job)
-    if server is None or not server.poll() or not server.serves(task.cls.__module__):
+def _served(
+    job: Job, task: TaskRun, args: tuple[Any, ...], fds: tuple[int, int, int], wait: bool = False
+) -> Optional[Any]:
+    """Fork ``task`` in the job's fork server (``fds``: its event pipe and output pipes); ``None``: start it
+    another way. ``wait``: this process must not fork, so have a server whatever the job's size, and wait
+    for it to be ready."""
+    server = _server(job, wait)
+    if server is None or not (server.wait_ready() if wait else server.poll()) or not server.serves(task.cls.__module__):
         return None
     instance, info, _snapshot, workdir, memory_limit_mb = args  # the server has its own replica of shared_dict
     try:
@@ -306,7 +333,7 @@ def flowmancer_runjob(job: Job) -> Any:
         # Let go of the modules' files: a reference held past the run (the job may live in a cycle the frozen
         # collector never frees) would keep a buffered file from being flushed when the interpreter exits.
         job.stash.pop(_FILES, None)
-        server = job.stash.pop(_SERVER, None)
+        server, _ = job.stash.pop(_SERVER, (None, False))
         guardian = job.stash.pop(_GUARDIAN, None)
         try:
             if server is not None:

@@ -149,8 +149,9 @@ class MPChild(Child):
 
     owns_sentinel = False
 
-    def __init__(self, proc: Any) -> None:
+    def __init__(self, proc: Any, on_reap: Optional[Callable[[int], None]] = None) -> None:
         self.proc = proc
+        self._on_reap = on_reap
 
     @property
     def pid(self) -> Optional[int]:  # type: ignore[override]
@@ -166,6 +167,9 @@ class MPChild(Child):
 
     def join(self) -> Optional[int]:
         self.proc.join()
+        on_reap, self._on_reap = self._on_reap, None
+        if on_reap is not None:
+            on_reap(self.proc.pid)
         return self.exitcode
 
     def terminate(self) -> None:

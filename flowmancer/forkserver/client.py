@@ -178,6 +178,13 @@ class ForkServer:
             pass
         return self.ready
 
+    def wait_ready(self) -> bool:
+        """Wait until it can take requests; ``False`` if it died first (a process that must not fork itself
+        waits for the server rather than doing so: see ``localexec``)."""
+        while not self.poll() and self._take(block=True):
+            pass
+        return self.ready
+
     def serves(self, module: str) -> bool:
         """Can it fork tasks of a class from ``module`` (after ``poll``)?"""
         return self.ready and module in self.usable
