@@ -11,12 +11,18 @@ import asyncio
 import inspect
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 
 class AsyncBridge:
     def __init__(self, on_error: Callable[[str, str, BaseException], None]) -> None:
         self.loop = asyncio.new_event_loop()
+        # Blocking calls a component hands off (asyncio.to_thread: the notifiers) run here; shut down with the
+        # loop, so a run leaves no idle thread in the process (the next run in it, a --watch rerun, would
+        # otherwise count as multi-threaded and never fork its tasks itself: see localexec).
+        self._executor = ThreadPoolExecutor(thread_name_prefix="flowmancer-async-call")
+        self.loop.set_default_executor(self._executor)
         self._inbox: deque[tuple[str, Callable[..., Any], tuple[Any, ...]]] = deque()
         self._wake_pending = False
         self._queues: dict[str, asyncio.Queue[tuple[Callable[..., Any], tuple[Any, ...]]]] = {}
@@ -66,6 +72,7 @@ class AsyncBridge:
             self._thread.join(timeout)
             if not self._thread.is_alive():
                 self.loop.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)  # a call still hanging ends on its own
 
     # loop thread --------------------------------------------------------------------------------
 

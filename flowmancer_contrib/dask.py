@@ -176,6 +176,12 @@ class _Cluster:
         from .daskcode import ship_code  # imports distributed: only for a run on Dask
 
         self.code = ship_code(self.client, str(config.rootdir))
+        from .daskworker import warm
+
+        try:  # the workers' fork servers import pydantic while the run starts (workers that join later: lazily)
+            self.client.run(warm, self.code)
+        except Exception:  # noqa: BLE001 - a worker that cannot: its first task starts its server
+            pass
 
     def _on_event(self, event: Any) -> None:  # runs on the client's thread
         _, msg = event

@@ -1,5 +1,5 @@
-"""The worker side of the Dask executor: ``run_attempt`` runs on a Dask worker, forks the task process as a
-local run does, and relays its events to the parent while it runs."""
+"""The worker side of the Dask executor: ``run_attempt`` runs on a Dask worker, starts the task process (from
+the worker's fork server, ``daskfork``) and relays its events to the parent while it runs."""
 
 from __future__ import annotations
 
@@ -25,14 +25,15 @@ def run_attempt(
     memory_limit_mb: Optional[int],
     code: Optional[str] = None,
 ) -> dict[str, Any]:
-    """On a Dask worker: fork the task process, relay its events to the parent, return its exit code."""
-    import multiprocessing
-    from multiprocessing.connection import wait
+    """On a Dask worker: start the task process, relay its events to the parent, return its exit code."""
+    from multiprocessing.connection import Connection, wait
 
     from distributed import Event, get_client, get_worker
 
+    from flowmancer.pipes import PipeWriter
     from flowmancer.process import fork_child
     from flowmancer.worker import child_main
+    from flowmancer_contrib import daskfork
     from flowmancer_contrib.daskcode import IMPORT_LOCK, use_code
 
     worker = get_worker()
@@ -53,20 +54,25 @@ def run_attempt(
         for part in qualname.split("."):
             obj = getattr(obj, part)
         task = obj.model_validate(params)
-    # Dask's worker processes are daemonic, so multiprocessing will not start children: fork directly.
-    conn, child_conn = multiprocessing.Pipe(duplex=False)
+        daskfork.prepare(code)  # with sys.path as this code's
+    event_r, event_w = os.pipe()
+    conn = Connection(event_r, writable=False)  # PipeWriter's framing is a Connection's
     readers, (out_w, err_w) = output.pipes()
     workdir = rootdir if os.path.isdir(rootdir) else None
+    try:
+        proc: Any = daskfork.start(code, (task, info, workdir, memory_limit_mb), snapshot, (event_w, out_w, err_w))
+        if proc is None:  # fork here after all (Dask's worker processes are daemonic: multiprocessing would refuse)
 
-    def target(*args: Any) -> int:
-        _die_with_parent()
-        return child_main(*args)
+            def target(*args: Any) -> int:
+                _die_with_parent()
+                return child_main(*args)
 
-    args = (child_conn, out_w, err_w, task, info, snapshot, workdir, memory_limit_mb)
-    proc = fork_child(target, args, (child_conn.fileno(), out_w, err_w))
-    child_conn.close()
-    os.close(out_w)
-    os.close(err_w)
+            args = (PipeWriter(event_w), out_w, err_w, task, info, snapshot, workdir, memory_limit_mb)
+            proc = fork_child(target, args, (event_w, out_w, err_w))
+    finally:
+        os.close(event_w)
+        os.close(out_w)
+        os.close(err_w)
     abort = Event(f"abort-{key}", client=get_client())  # usable from the watcher thread
     stop = threading.Event()
 
@@ -104,7 +110,20 @@ def run_attempt(
     stop.set()
     for r in readers:
         r.close()
-    return {"exitcode": proc.join(), "batches": batches}
+    conn.close()
+    exitcode = proc.join()
+    proc.close()  # its pidfd
+    return {"exitcode": exitcode, "batches": batches}
+
+
+def warm(code: Optional[str], dask_worker: Any) -> None:
+    """Start the worker's fork server for ``code`` ahead of its first task (``Client.run`` at the run's start)."""
+    from flowmancer_contrib import daskfork
+    from flowmancer_contrib.daskcode import IMPORT_LOCK, use_code
+
+    with IMPORT_LOCK:
+        use_code(dask_worker, code)
+        daskfork.prepare(code)
 
 
 def _die_with_parent() -> None:

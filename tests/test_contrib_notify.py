@@ -47,9 +47,11 @@ def server():
     Recorder.received = []
     Recorder.delay = 0.0
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    srv.daemon_threads = False  # so that server_close() waits for them
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}", Recorder
     srv.shutdown()
+    srv.server_close()  # waits for the request threads (a hanging one too): none outlives the test
 
 
 @pytest.fixture

@@ -71,15 +71,20 @@ def fork():
 os.fork = fork
 """
 
-CLI = WRAPPER + """
+CLI = (
+    WRAPPER
+    + """
 if __name__ == "__main__":  # a fresh interpreter's multiprocessing re-imports this file
     sys.argv[0] = "flowmancer"
     from flowmancer.__main__ import main
 
     main()
 """
+)
 
-DRIVER = WRAPPER + """
+DRIVER = (
+    WRAPPER
+    + """
 from flowmancer import Flowmancer
 from flowmancer.task import Task, task
 
@@ -94,6 +99,7 @@ class Local(Task):
 if __name__ == "__main__":
     raise SystemExit(Flowmancer().start())
 """
+)
 
 WITH_LOGGER = "loggers:\n  mine: {logger: Collect}\n"
 WITH_EXTENSION = "extensions:\n  mine: {extension: Watchful}\n"

@@ -39,6 +39,10 @@ def serve(fd: int) -> None:
     for _ in range(init["hold"]):  # the run's lock: left open (never closed) until this process exits
         chan.fds.popleft()
     sys.path[:] = init["path"]
+    if init.get("siblings"):
+        from ..collect import add_sibling_names
+
+        add_sibling_names(init["siblings"])
     os.environ.clear()  # the scheduler's environment when its first task started, as a fork of it would have
     os.environ.update(init["env"])
 
