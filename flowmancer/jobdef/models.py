@@ -9,14 +9,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from ..errors import Location, Problem, closest
 from .yamlfile import Marks, Path_, locate
 
 
 class _Strict(BaseModel):
+    """A block of the job YAML: unknown keys are errors, and a key left empty (``dependencies:`` with nothing
+    after it, YAML's null) means its default, as if it were not written."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and None in data.values():
+            fields = cls.model_fields
+            return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].is_required()}
+        return data
 
 
 Trigger = Literal["all_success", "all_done", "one_failed", "none_failed"]
@@ -73,16 +84,6 @@ class ConfigDef(_Strict):
     extensions_interval_seconds: float = 0.25
     checkpointer_interval_seconds: float = 10.0
 
-    @field_validator("extension_directories", "extension_packages", mode="before")
-    @classmethod
-    def _none_is_empty(cls, v: Any) -> Any:
-        return [] if v is None else v
-
-    @field_validator("task_defaults", mode="before")
-    @classmethod
-    def _none_is_default(cls, v: Any) -> Any:
-        return {} if v is None else v
-
 
 class TaskDef(_Strict):
     task: str
@@ -102,9 +103,15 @@ class TaskDef(_Strict):
     memory_limit_mb: Optional[int] = Field(None, gt=0, le=MAX_MEMORY_MB)
     log_level: Optional[LogLevel] = None
     # Incremental runs (--incremental): files the task reads and writes, relative to the app root (globs).
-    inputs: List[str] = Field(default_factory=list, description="files the task reads (globs): a change reruns it")
+    inputs: List[str] = Field(
+        default_factory=list,
+        description="files the task reads (globs): a change reruns it",
+        json_schema_extra={"type": ["array", "string"]},  # one glob may be given alone (_one_glob)
+    )
     outputs: List[str] = Field(
-        default_factory=list, description="files the task writes (globs): missing or changed, it reruns"
+        default_factory=list,
+        description="files the task writes (globs): missing or changed, it reruns",
+        json_schema_extra={"type": ["array", "string"]},
     )
     cache: bool = Field(True, description="false: always run, even in an incremental run")
     resources: Dict[str, float] = Field(
@@ -120,14 +127,10 @@ class TaskDef(_Strict):
                 raise ValueError(f"resources.{name}: give a positive amount, not {amount}")
         return v
 
-    @field_validator("dependencies", "parameters", "tags", "inputs", "outputs", mode="before")
+    @field_validator("inputs", "outputs", mode="before")
     @classmethod
-    def _none_is_empty(cls, v: Any, info: Any) -> Any:
-        if v is None:
-            return {} if info.field_name in ("parameters", "resources") else []
-        if isinstance(v, str) and info.field_name in ("inputs", "outputs"):
-            return [v]
-        return v
+    def _one_glob(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
     def settings(self, defaults: TaskSettings) -> TaskSettings:
         own = {k: getattr(self, k) for k in TaskSettings.model_fields if getattr(self, k) is not None}
@@ -157,11 +160,6 @@ class JobDefinition(_Strict):
     extensions: Optional[Dict[str, ExtensionDef]] = None
     checkpointer: Optional[CheckpointerDef] = None
     aliases: Any = None
-
-    @field_validator("config", mode="before")
-    @classmethod
-    def _none_config(cls, v: Any) -> Any:
-        return {} if v is None else v
 
 
 class ConfigSchema:
