@@ -31,7 +31,9 @@ exit codes:
   129  hangup (SIGHUP); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)
 
 new project: flowmancer init [DIR] writes a starter (tasks/, job.yaml, main.py, a test) that runs as written
-docs: README.md, "Job definition", "Command line" and "Plugins and hooks"
+docs: flowmancer --docs [TOPIC] (installed with this version, e.g. --docs "job definition"), or
+      https://github.com/natsunlee/flowmancer#readme
+completion: eval "$(flowmancer --completion bash)" in ~/.bashrc (zsh, fish: see --docs completion)
 """
 
 
@@ -112,7 +114,8 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
 DEFAULT_JOBDEFS = ("job.yaml", "job.yml", "flowmancer.yaml", "flowmancer.yml")
 
 
-def _found_here(cwd: Path) -> Optional[str]:
+def found_here(cwd: Path) -> Optional[str]:
+    """The job file ``flowmancer`` uses in ``cwd`` when no ``-j`` is given (``None``: there is none)."""
     for name in DEFAULT_JOBDEFS:
         if (cwd / name).is_file():
             return name
@@ -128,7 +131,7 @@ def _locate(
     pre.add_argument("--root")
     early, _ = pre.parse_known_args(list(argv))
     cwd = Path.cwd()
-    jobdef = early.jobdef or default_jobdef or _found_here(cwd)
+    jobdef = early.jobdef or default_jobdef or found_here(cwd)
     jobdef_path: Optional[Path] = None
     if jobdef:
         base = cwd if early.jobdef else (default_root or cwd)
@@ -172,6 +175,7 @@ def _setup(
         pm.import_plugin(name)
     pm.load_conftests(rootdir, jobdef_path.parent if jobdef_path else None)
     pm.validate()
+    pm.hook.flowmancer_parser_ready(parser=parser, pluginmanager=pm)
     option = parser.parse_args(list(argv))
     variables = {**(extra_vars or {}), **parse_vars(option.var)}
     config = Config(pm, option, rootdir, jobdef_path, variables, Path.cwd())

@@ -45,6 +45,16 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
     """
 
 
+@hookspec
+def flowmancer_parser_ready(parser: argparse.ArgumentParser, pluginmanager: Any) -> None:
+    """The parser has every option (the built-ins', installed plugins', ``flowmancerconf.py``'s) and is about
+    to parse the command line. The ``completion`` plugin answers the shell's <Tab> here, from the full parser,
+    and exits before anything runs.
+
+    :param pluginmanager: the run's ``FlowmancerPluginManager`` (its plugin names, say).
+    """
+
+
 @hookspec(historic=True)
 def flowmancer_configure(config: Config) -> None:
     """Arguments are parsed and plugins loaded: set up state for the run.
