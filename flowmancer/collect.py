@@ -9,13 +9,15 @@ own folder on ``sys.path``. Import failures become ``Problem``s naming the file 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import pkgutil
 import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from .errors import Location, Problem
 
@@ -23,14 +25,72 @@ DEFAULT_DIRS = ("tasks", "extensions", "loggers")
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", "logs", ".flowmancer"}
 
 
-def _module_name(path: Path) -> tuple[Path, str]:
-    """(folder to put on sys.path, dotted module name) for a .py file."""
+def _module_name(path: Path, top: Optional[Path] = None) -> tuple[Path, str]:
+    """(folder to put on sys.path, dotted module name) for a .py file.
+
+    Inside a package chain that reaches above ``top`` (the collected folder): its dotted name from above the
+    topmost package. Else, under ``top``: a name from ``top``'s parent, ``top`` and the folders below it being
+    namespace packages (``tasks/sub/x.py`` is ``tasks.sub.x``), so ``from .helper import y`` works in a folder
+    without ``__init__.py``. Outside any (or with a part that is no identifier): its stem, its folder on sys.path."""
     parts = [path.stem] if path.name != "__init__.py" else []
     folder = path.parent
     while (folder / "__init__.py").is_file():
         parts.insert(0, folder.name)
         folder = folder.parent
+    if top is not None and (folder == top or top in folder.parents):
+        names = path.relative_to(top.parent).with_suffix("").parts
+        names = names[:-1] if names[-1] == "__init__" else names
+        if all(n.isidentifier() for n in names):
+            return top.parent, ".".join(names)
     return folder, ".".join(parts)
+
+
+class _Siblings(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import helper`` in a module of a folder without ``__init__.py`` (which worked when such modules were
+    named by their stem) gives the collected ``tasks.helper`` itself, not a second copy of it. Consulted after
+    every other finder, so a module installed under the same bare name still wins, as it did."""
+
+    names: dict[str, str] = {}  # bare name -> the collected module's name
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> Optional[importlib.machinery.ModuleSpec]:
+        real = self.names.get(fullname)
+        if real is None or fullname in sys.modules:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, origin=real)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return importlib.import_module(self.names[spec.name])
+
+    def exec_module(self, module: ModuleType) -> None:
+        pass  # executed already, under its collected name
+
+
+_SIBLINGS = _Siblings()
+
+
+def _add_siblings(files: list[tuple[Path, Path, str]]) -> None:
+    """Let each bare name of a namespace-collected module (``helper`` for ``tasks.helper``) import it."""
+    add_sibling_names(
+        {
+            path.stem: name
+            for path, _, name in reversed(files)  # the first file of a stem wins
+            if "." in name and path.name != "__init__.py" and not (path.parent / "__init__.py").is_file()
+        }
+    )
+
+
+def add_sibling_names(names: dict[str, str]) -> None:
+    """Make ``names`` (bare name -> collected name) importable; the fork server calls it with the scheduler's."""
+    for bare, name in names.items():
+        _SIBLINGS.names.setdefault(bare, name)
+    if _SIBLINGS.names and _SIBLINGS not in sys.meta_path:
+        sys.meta_path.append(_SIBLINGS)  # last: whatever else is installed under a bare name wins, as before
+
+
+def sibling_names() -> dict[str, str]:
+    return dict(_SIBLINGS.names)
 
 
 def _is_user_code(filename: str) -> bool:
@@ -67,8 +127,8 @@ def _describe_import_error(path: Path, exc: BaseException) -> Problem:
     return Problem(f"cannot import task module {path}: {detail}", loc, hint=hint)
 
 
-def import_file(path: Path) -> list[Problem]:
-    base, name = _module_name(path.resolve())
+def import_file(path: Path, top: Optional[Path] = None) -> list[Problem]:
+    base, name = _module_name(path.resolve(), top.resolve() if top is not None else None)
     if not name or not all(p.isidentifier() for p in name.split(".")):
         return []  # not importable by name (e.g. "my-script.py"): not a task module
     if str(base) not in sys.path:
@@ -83,9 +143,13 @@ def import_file(path: Path) -> list[Problem]:
     except BaseException as exc:  # noqa: BLE001 - any import failure is the user's to see
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if "." in name and _shadowed(name):  # an installed package has the folder's name: import by location
+            return _import_by_location(path)
         return [_describe_import_error(path, exc)]
     got = getattr(module, "__file__", None)
     if got and Path(got).resolve() != path.resolve():
+        if "." in name and _shadowed(name):
+            return _import_by_location(path)
         return [
             Problem(
                 f"module name clash: {path} imports as '{name}', which is already {got}",
@@ -94,6 +158,12 @@ def import_file(path: Path) -> list[Problem]:
             )
         ]
     return []
+
+
+def _shadowed(name: str) -> bool:
+    """Is the namespace package ``name`` starts with (``tasks``) a regular package or module from elsewhere?"""
+    top = sys.modules.get(name.split(".")[0])
+    return top is not None and getattr(top, "__file__", None) is not None
 
 
 def import_by_location(path: Path, name: str, what: str = "task module") -> tuple[Optional[ModuleType], list[Problem]]:
@@ -137,10 +207,7 @@ def collect_directories(
 ) -> list[Problem]:
     """Import every module under the default folders and ``extra`` (relative to ``rootdir``)."""
     problems: list[Problem] = []
-    for d in DEFAULT_DIRS:
-        if (rootdir / d).is_dir():
-            for f in iter_py_files(rootdir / d):
-                problems += import_file(f)
+    folders: list[Path] = [rootdir / d for d in DEFAULT_DIRS if (rootdir / d).is_dir()]
     for i, d in enumerate(extra):
         folder = (rootdir / os.path.expanduser(d)).resolve()
         if not folder.is_dir():
@@ -152,8 +219,11 @@ def collect_directories(
                 )
             )
             continue
-        for f in iter_py_files(folder):
-            problems += import_file(f)
+        folders.append(folder)
+    files = [(f, top) for top in folders for f in iter_py_files(top)]
+    _add_siblings([(f, *_module_name(f.resolve(), top.resolve())) for f, top in files])
+    for f, top in files:
+        problems += import_file(f, top)
     return problems
 
 

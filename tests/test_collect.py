@@ -41,3 +41,48 @@ def test_extension_folder_and_package_errors_are_at_their_line(fmtester):
     assert result.ret == ExitCode.JOBDEF_ERROR
     assert "job.yaml:4: config.extension_directories[1]: extension directory not found:" in result.stderr
     assert "job.yaml:5: config.extension_packages[0]: package 'no_such_pkg' is not installed" in result.stderr
+
+
+PLAIN = {  # a tasks/ folder without __init__.py: relative imports, a subfolder, and the bare sibling import
+    "tasks/helper.py": (
+        "import os\n\nwith open('imports.txt', 'a') as f:\n    f.write(f'{os.getpid()}\\n')\n\nGREETING = 'hi'\n"
+    ),
+    "tasks/wordcount.py": (
+        "from flowmancer.task import Task, task\n\nfrom .helper import GREETING\n\n\n@task\nclass Count(Task):\n"
+        "    def run(self):\n        print('count says', GREETING, __name__)\n"
+    ),
+    "tasks/legacy.py": (
+        "import helper  # a bare sibling import, as folders on sys.path allowed\nfrom flowmancer.task import Task, task"
+        "\n\n\n@task\nclass Legacy(Task):\n    def run(self):\n        print('legacy says', helper.GREETING)\n"
+    ),
+    "tasks/sub/deep.py": (
+        "from flowmancer.task import Task, task\n\nfrom ..helper import GREETING\n\n\n@task\nclass Deep(Task):\n"
+        "    def run(self):\n        print('deep says', GREETING, __name__)\n"
+    ),
+}
+
+
+def test_relative_imports_in_folders_without_init(fmtester, spawn_path):
+    for path, text in PLAIN.items():
+        fmtester.makefile(path, text)
+    fmtester.make_jobdef("tasks:\n  c: {task: Count}\n  l: {task: Legacy}\n  d: {task: Deep}\n  c2: {task: Count}\n")
+    result = fmtester.run_subprocess("-s")
+    assert result.ret == ExitCode.OK, result.stdout + result.stderr
+    assert "count says hi tasks.wordcount" in result.stdout
+    assert "deep says hi tasks.sub.deep" in result.stdout
+    assert "legacy says hi" in result.stdout
+    pids = (fmtester.path / "imports.txt").read_text().split()
+    assert len(pids) == len(set(pids)), "a process imported tasks/helper.py twice (as helper and tasks.helper)"
+
+
+def test_an_installed_package_named_like_the_folder_does_not_hide_it(fmtester):
+    """``tasks`` is also a regular package elsewhere on sys.path: the folder's modules are imported by location."""
+    fmtester.makefile("site/tasks/__init__.py", "SITE = True\n")
+    fmtester.makefile(
+        "tasks/mine.py",
+        "from flowmancer.task import Task, task\n\n\n@task\nclass Mine(Task):\n    def run(self):\n        print('mine')\n",
+    )
+    fmtester.make_jobdef("tasks:\n  m: {task: Mine}\n")
+    result = fmtester.run_subprocess("-s", env={"PYTHONPATH": str(fmtester.path / "site")})
+    assert result.ret == ExitCode.OK, result.stdout + result.stderr
+    assert "mine" in result.stdout

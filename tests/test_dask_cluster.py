@@ -191,7 +191,7 @@ def test_a_library_the_workers_lack_is_named(project, hidden_cluster, tmp_path_f
     project.make_jobdef("tasks:\n  v: {task: NeedsVendor}\n")
     result = project.run_subprocess("--dask-scheduler", address, env={"PYTHONPATH": str(vendor)}, timeout=120)
     assert result.ret == ExitCode.TASKS_FAILED, result.stdout + result.stderr
-    assert "cannot import the task module 'vendored': no module named 'vendorlib'" in result.stdout
+    assert "cannot import the task module 'tasks.vendored': no module named 'vendorlib'" in result.stdout
     assert "install 'vendorlib' in the workers' environment" in result.stdout
     assert "worker tcp://127.0.0.1:" in result.stdout
 

@@ -390,3 +390,21 @@ def test_the_record_stays_bounded(etl):
     assert len(record.read_text().splitlines()) < 30  # rewritten to a line per task once past 2 x tasks + 64
     ran(etl)
     assert run(etl).job.shared_dict["rows"] == 3 and ran(etl) == []  # a valid record: everything up to date
+
+
+def test_a_record_of_an_older_format_is_set_aside_not_called_damaged(etl):
+    """Module names of plain folders changed with format 2 (``etl`` became ``tasks.etl``): a format-1 record
+    is forgotten with a note, every task runs once, and the next run is up to date again."""
+    run(etl)
+    ran(etl)
+    record = next((etl.path / ".flowmancer").glob("*.incremental.jsonl"))
+    lines = record.read_text().splitlines()
+    assert json.loads(lines[0]) == {"format": 2}
+    assert "tasks.etl:Extract" in record.read_text()  # the class key: the namespace name
+    record.write_text("\n".join([json.dumps({"format": 1}), *lines[1:]]) + "\n")
+    again = run(etl)
+    assert "written by an older flowmancer (format 1): every task runs once" in again.stdout
+    assert sorted(ran(etl)) == ["count", "extract", "load", "report", "transform"]
+    assert json.loads(record.read_text().splitlines()[0]) == {"format": 2}
+    run(etl)
+    assert ran(etl) == []

@@ -132,7 +132,10 @@ class ForkServer:
         ``sys.path`` and environment as they are now; it is ready for requests after that. It keeps ``hold``
         open until every task process it forked is gone (the run's lock: see ``lifeline``)."""
         self.expected, self.loading = modules, True
+        from ..collect import sibling_names
+
         init = {"path": list(sys.path), "env": dict(os.environ), "modules": list(modules), "hold": len(hold)}
+        init["siblings"] = sibling_names()  # ``import helper`` in a module of a plain folder (see collect)
         self._send(b"I" + pickle.dumps(init), hold)
 
     # -- receiving ---------------------------------------------------------------------------------
@@ -228,6 +231,16 @@ class ForkServer:
         self._send(b"D" + changes)
         return True
 
+    def replace_shared(self, shared: dict[Any, Any]) -> bool:
+        """Make the server's replica of ``shared_dict`` equal ``shared`` (the Dask worker's snapshot of one
+        task); ``False`` if pickle cannot take it."""
+        try:
+            data = pickle.dumps((True, shared, []), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001
+            return False
+        self._send(b"D" + data)
+        return True
+
     def spawn(self, payload: bytes, fds: tuple[int, int, int]) -> ServedChild:
         """Ask for a task process running ``child_main`` with the pickled ``payload`` arguments. The
         answer is read when the pid or sentinel is first needed; the caller may close ``fds`` now."""
@@ -284,6 +297,7 @@ def prestart(argv: list[str]) -> None:
         _early is not None
         or not sys.platform.startswith("linux")
         or os.environ.get("FLOWMANCER_FORK_SERVER") == "0"
+        or "_ARGCOMPLETE" in os.environ  # the shell asks for completions: nothing will run
         or os.environ.get("FLOWMANCER_START_METHOD", "fork") != "fork"
         or len(os.sched_getaffinity(0)) < 2
         or any(a in ("-h", "--help", "--version", "--schema", "--plugins") for a in argv)

@@ -243,6 +243,11 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
             job.notes.append(f"--cache-clear: forgot what earlier incremental runs recorded ({record.path})")
     else:
         record.load()
+        if record.outdated is not None:
+            job.notes.append(
+                f"the incremental record {record.path} was written by an older flowmancer (format "
+                f"{record.outdated}): every task runs once, then is recorded anew"
+            )
     state = config.stash[STATE] = Incremental(config, job, record)
     if _looking_only(config):
         for name, decision in state.plan().items():

@@ -20,7 +20,9 @@ from typing import Any, Optional
 from ..errors import CheckpointError
 from ..files import NotRegular, read_regular
 
-FORMAT = 1
+#: 2: modules of a folder without ``__init__.py`` are named from the collected folder (``tasks.wordcount``, was
+#: ``wordcount``), which every task's class key holds
+FORMAT = 2
 MAX_BYTES = 1 << 30
 _FLAGS = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -33,6 +35,8 @@ class Record:
         self.tasks: dict[str, dict[str, Any]] = {}
         self.lines = 0
         self._fd: Optional[int] = None
+        #: the file was written by an older flowmancer (its ``FORMAT``): forgotten, and rewritten at the first change
+        self.outdated: Optional[int] = None
 
     def load(self) -> Record:
         """Read the file (a missing one is an empty record); damage is a ``CheckpointError``."""
@@ -51,8 +55,12 @@ class Record:
             try:
                 rec = json.loads(raw)
                 if i == 1:
-                    if rec.get("format") != FORMAT:
-                        raise ValueError(f"format {rec.get('format')!r}, this flowmancer reads {FORMAT}")
+                    found = rec.get("format")
+                    if isinstance(found, int) and not isinstance(found, bool) and 0 < found < FORMAT:
+                        self.outdated = found
+                        return self
+                    if found != FORMAT:
+                        raise ValueError(f"format {found!r}, this flowmancer reads {FORMAT}")
                     continue
                 name = rec["t"]
                 if "r" in rec:
@@ -68,6 +76,9 @@ class Record:
         return self
 
     def _open(self) -> int:
+        if self._fd is None and self.outdated is not None:
+            self.outdated = None
+            self.rewrite(set())
         if self._fd is None:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
