@@ -40,6 +40,8 @@ BUILTINS: dict[str, str] = {
     "schema": "flowmancer.schema",
     "watch": "flowmancer.watch",
     "helpconfig": "flowmancer.helpconfig",
+    "completion": "flowmancer.completion",
+    "docs": "flowmancer.docs",
     "terminal": "flowmancer.terminal",
 }
 #: Former names of built-ins, still accepted by ``-p no:NAME``.
