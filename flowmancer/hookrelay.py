@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol, TypeVar, Union
 
 if TYPE_CHECKING:
+    import argparse
+
     from .config import Config
     from .errors import Problem
     from .executor import TaskHandle
@@ -22,6 +24,7 @@ class HookRelay(Protocol):
     flowmancer_addoption: Any  # historic: call it with ``.call_historic(kwargs=...)``
     flowmancer_configure: Any  # historic: call it with ``.call_historic(kwargs=...)``
 
+    def flowmancer_parser_ready(self, *, parser: argparse.ArgumentParser, pluginmanager: Any) -> list[None]: ...
     def flowmancer_cmdline_main(self, *, config: Config) -> Optional[int]: ...
     def flowmancer_load_jobdef(self, *, config: Config) -> Optional[Job]: ...
     def flowmancer_addconfig(self, *, schema: ConfigSchema) -> list[None]: ...

@@ -51,6 +51,7 @@ def flowmancer_parser_ready(parser: argparse.ArgumentParser, pluginmanager: Any)
     to parse the command line. The ``completion`` plugin answers the shell's <Tab> here, from the full parser,
     and exits before anything runs.
 
+    :param parser: the run's ``argparse`` parser, complete.
     :param pluginmanager: the run's ``FlowmancerPluginManager`` (its plugin names, say).
     """
 

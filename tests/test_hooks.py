@@ -295,7 +295,7 @@ class Talk(Task):
 
 def test_one_run_calls_every_hook(fmtester):
     """Not a grep: one real run (a retry, a deselected task, output, shared_dict) calls every hook of the
-    spec, except the two that come before a recorder can be registered."""
+    spec, except the three that come before a recorder can be registered."""
     fmtester.make_tasks(COVERAGE_TASKS)
     fmtester.make_jobdef(
         "tasks:\n  a: {task: Talk}\n  b: {task: Talk, dependencies: [a], max_attempts: 2, timeout: 60,\n"
@@ -304,7 +304,7 @@ def test_one_run_calls_every_hook(fmtester):
     result = fmtester.run("--skip", "left-out")
     assert result.ret == ExitCode.OK
     called = {c.name for c in result.recorder.calls}
-    before_recording = {"flowmancer_addoption", "flowmancer_configure"}
+    before_recording = {"flowmancer_addoption", "flowmancer_parser_ready", "flowmancer_configure"}
     assert set(hookspec.all_hook_names()) - before_recording - called == set()
     summary = result.recorder.getcalls("flowmancer_terminal_summary")[0]
     assert summary.exitcode == 0 and summary.terminalreporter is not None
@@ -332,3 +332,24 @@ def test_typed_relay_matches_the_spec():
         assert list(inspect.signature(relay).parameters)[1:] == list(inspect.signature(spec).parameters), name
         returns = inspect.signature(relay).return_annotation
         assert returns.startswith("list[") != bool(opts.get("firstresult")), (name, returns)
+
+
+def test_parser_ready_sees_every_option_before_parsing(fmtester):
+    """A flowmancerconf.py sees the built-ins' and another plugin's options, and may change defaults."""
+    fmtester.makefile(
+        "flowmancerconf.py",
+        "from flowmancer import hookimpl\n\n"
+        "@hookimpl\ndef flowmancer_addoption(parser):\n    parser.add_argument('--mine', default='x')\n\n"
+        "@hookimpl\ndef flowmancer_parser_ready(parser, pluginmanager):\n"
+        "    opts = sorted(o for a in parser._actions for o in a.option_strings)\n"
+        "    open('options.txt', 'w').write(' '.join(opts))\n"
+        "    parser.set_defaults(mine='changed')\n\n"
+        "@hookimpl\ndef flowmancer_configure(config):\n    print('mine is', config.getoption('mine'))\n",
+    )
+    fmtester.make_tasks("from flowmancer.task import Task, task\n\n@task\nclass T(Task):\n    def run(self): pass\n")
+    fmtester.make_jobdef("tasks:\n  a: {task: T}\n")
+    result = fmtester.run_subprocess()
+    assert result.ret == ExitCode.OK, result.stderr
+    assert "mine is changed" in result.stdout
+    options = (fmtester.path / "options.txt").read_text().split()
+    assert {"--mine", "--skip", "--completion", "--docs", "--incremental"} <= set(options)
