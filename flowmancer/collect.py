@@ -47,8 +47,8 @@ def _module_name(path: Path, top: Optional[Path] = None) -> tuple[Path, str]:
 
 class _Siblings(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """``import helper`` in a module of a folder without ``__init__.py`` (which worked when such modules were
-    named by their stem) gives the collected ``tasks.helper`` itself, not a second copy of it. Consulted after
-    every other finder, so a module installed under the same bare name still wins, as it did."""
+    named by their stem) gives the collected ``tasks.helper`` itself, not a second copy of it. Only for bare
+    names no other module on ``sys.path`` has (see ``add_sibling_names``)."""
 
     names: dict[str, str] = {}  # bare name -> the collected module's name
 
@@ -68,6 +68,10 @@ class _Siblings(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 _SIBLINGS = _Siblings()
+#: folders without ``__init__.py`` whose modules were collected under namespace names: also at the end of
+#: ``sys.path``, so a process without the finder (a spawned interpreter, a Dask worker) still finds a bare
+#: ``import helper`` (as a copy of its own)
+_PLAIN: list[str] = []
 
 
 def _add_siblings(files: list[tuple[Path, Path, str]]) -> None:
@@ -81,12 +85,19 @@ def _add_siblings(files: list[tuple[Path, Path, str]]) -> None:
     )
 
 
-def add_sibling_names(names: dict[str, str]) -> None:
-    """Make ``names`` (bare name -> collected name) importable; the fork server calls it with the scheduler's."""
+def add_sibling_names(names: dict[str, str], checked: bool = False) -> None:
+    """Make ``names`` (bare name -> collected name) importable. A bare name some other module on ``sys.path``
+    has (the standard library's ``copy``) is left to it; ``checked``: the caller did that (the fork server
+    gets the scheduler's names)."""
+    plain = {str(Path(p).resolve()) for p in _PLAIN}
+    elsewhere = [p for p in sys.path if p and str(Path(p).resolve()) not in plain]
     for bare, name in names.items():
-        _SIBLINGS.names.setdefault(bare, name)
+        if bare not in _SIBLINGS.names and (
+            checked or importlib.machinery.PathFinder.find_spec(bare, elsewhere) is None
+        ):
+            _SIBLINGS.names[bare] = name
     if _SIBLINGS.names and _SIBLINGS not in sys.meta_path:
-        sys.meta_path.append(_SIBLINGS)  # last: whatever else is installed under a bare name wins, as before
+        sys.meta_path.insert(0, _SIBLINGS)  # before the path: the plain folders are on it too (see import_file)
 
 
 def sibling_names() -> dict[str, str]:
@@ -133,6 +144,10 @@ def import_file(path: Path, top: Optional[Path] = None) -> list[Problem]:
         return []  # not importable by name (e.g. "my-script.py"): not a task module
     if str(base) not in sys.path:
         sys.path.insert(0, str(base))
+    plain = str(path.parent.resolve())
+    if "." in name and not (path.parent / "__init__.py").is_file() and plain not in sys.path:
+        _PLAIN.append(plain)
+        sys.path.append(plain)
     taken_file = getattr(sys.modules.get(name), "__file__", None)
     if taken_file and Path(taken_file).resolve() != path.resolve():
         # e.g. tasks/copy.py in a folder without __init__.py, while the stdlib's copy is imported:

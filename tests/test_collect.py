@@ -86,3 +86,15 @@ def test_an_installed_package_named_like_the_folder_does_not_hide_it(fmtester):
     result = fmtester.run_subprocess("-s", env={"PYTHONPATH": str(fmtester.path / "site")})
     assert result.ret == ExitCode.OK, result.stdout + result.stderr
     assert "mine" in result.stdout
+
+
+def test_plain_folder_imports_in_a_fresh_interpreter(fmtester):
+    """The spawn start method (macOS; the fallback beside a thread): the task process re-imports the modules
+    by their namespace names, and a bare sibling import still finds its module (the folder is on sys.path)."""
+    for path, text in PLAIN.items():
+        fmtester.makefile(path, text)
+    fmtester.make_jobdef("tasks:\n  c: {task: Count}\n  l: {task: Legacy}\n  d: {task: Deep}\n")
+    result = fmtester.run_subprocess("-s", env={"FLOWMANCER_START_METHOD": "spawn"})
+    assert result.ret == ExitCode.OK, result.stdout + result.stderr
+    assert "count says hi tasks.wordcount" in result.stdout and "legacy says hi" in result.stdout
+    assert "deep says hi tasks.sub.deep" in result.stdout

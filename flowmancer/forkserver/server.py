@@ -42,7 +42,7 @@ def serve(fd: int) -> None:
     if init.get("siblings"):
         from ..collect import add_sibling_names
 
-        add_sibling_names(init["siblings"])
+        add_sibling_names(init["siblings"], checked=True)
     os.environ.clear()  # the scheduler's environment when its first task started, as a fork of it would have
     os.environ.update(init["env"])
 
