@@ -117,6 +117,8 @@ FLOOR = textwrap.dedent(
 )
 
 ORIGINAL_MAIN = "import sys\nfrom flowmancer import Flowmancer\nsys.exit(Flowmancer().start())\n"
+# The README's way to run a job from your own script (the original project's documented driver), for ours.
+DRIVER = 'from flowmancer import Flowmancer\n\nif __name__ == "__main__":\n    raise SystemExit(Flowmancer().start())\n'
 
 # Runs a command as this process and reports its own peak RSS at exit (children are not counted).
 RSS_WRAPPER = textwrap.dedent(
@@ -239,6 +241,7 @@ def make_project(root: Path, shape: Shape) -> Path:
     (root / "job.yaml").write_text(shape.yaml)
     (root / "floor.py").write_text(FLOOR)
     (root / "main.py").write_text(ORIGINAL_MAIN)
+    (root / "driver.py").write_text(DRIVER)
     (root / "rss.py").write_text(RSS_WRAPPER)
     return root
 
@@ -251,6 +254,7 @@ def run_shape(shape: Shape, original_python: Optional[str], repeats: int, work: 
     py = sys.executable
     cmds = {
         "ours": [py, "rss.py", "module", "flowmancer", "-j", "job.yaml", "-qq"],
+        "driver": [py, "rss.py", "path", "driver.py", "-j", "job.yaml", "-qq"],
         "floor": [py, "rss.py", "path", "floor.py", "job.yaml"],
     }
     if original_python and shape.original:
@@ -298,19 +302,22 @@ def table(results: list[Result]) -> list[str]:
     shut-down do not count), for us and for the fork floor alike."""
     head = (
         "| shape | tasks | ours wall | floor wall | original wall | ours CPU | ours peak RSS | ours per task "
-        "| floor per task | per task vs floor | vs original |"
+        "| floor per task | per task vs floor | driver wall | driver vs CLI | vs original |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 13]
     for r in results:
         ours, floor, orig = r.median("ours", "wall"), r.median("floor", "wall"), r.median("original", "wall")
         pt_ours, pt_floor = r.median("ours", "per_task"), r.median("floor", "per_task")
         ratio = f"{pt_ours / pt_floor:.2f}x" if pt_ours and pt_floor else "-"
         vs_orig = f"{ours / orig:.2f}x" if ours and orig else "-"
+        driver = r.median("driver", "wall")
+        vs_cli = f"{driver / ours:.2f}x" if driver and ours else "-"
         lines.append(
             f"| {r.shape.name} | {r.shape.n} | {fmt(ours)} | {fmt(floor)} | {fmt(orig)} | "
             f"{fmt(r.median('ours', 'cpu'))} | {fmt(r.median('ours', 'rss_mb'), 'MiB')} | "
             f"{'-' if pt_ours is None else f'{pt_ours * 1000:.2f} ms'} | "
-            f"{'-' if pt_floor is None else f'{pt_floor * 1000:.2f} ms'} | {ratio} | {vs_orig} |"
+            f"{'-' if pt_floor is None else f'{pt_floor * 1000:.2f} ms'} | {ratio} | {fmt(driver)} | {vs_cli} | "
+            f"{vs_orig} |"
         )
     return lines
 
