@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import os
 import pkgutil
 import sys
@@ -55,9 +56,9 @@ class _Siblings(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(
         self, fullname: str, path: Any = None, target: Any = None
     ) -> Optional[importlib.machinery.ModuleSpec]:
-        real = self.names.get(fullname)
-        if real is None or fullname in sys.modules:
-            return None
+        real = self.names.get(fullname) if path is None else None  # top-level names only
+        if real is None or (real not in sys.modules and importlib.util.find_spec(real) is None):
+            return None  # not ours, or left from a run of another project in this process
         return importlib.machinery.ModuleSpec(fullname, self, origin=real)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
@@ -102,6 +103,12 @@ def add_sibling_names(names: dict[str, str], checked: bool = False) -> None:
 
 def sibling_names() -> dict[str, str]:
     return dict(_SIBLINGS.names)
+
+
+def forget_siblings() -> None:
+    """Drop the bare names and plain folders collected so far (a later run in this process collects anew)."""
+    _SIBLINGS.names.clear()
+    _PLAIN.clear()
 
 
 def _is_user_code(filename: str) -> bool:

@@ -181,14 +181,19 @@ class FMTester:
     @contextlib.contextmanager
     def isolated(self) -> Iterator[None]:
         """Undo the imports a run made, so the next run in this process collects afresh."""
+        from .collect import forget_siblings
+
         modules = set(sys.modules)
         path = list(sys.path)
+        meta_path = list(sys.meta_path)
         try:
             yield
         finally:
             for name in set(sys.modules) - modules:
                 del sys.modules[name]
             sys.path[:] = path
+            sys.meta_path[:] = meta_path
+            forget_siblings()
 
     def run(self, *args: str, jobdef: str = "job.yaml", plugins: tuple[object, ...] = ()) -> RunResult:
         """Run in this process (fast; the result holds the ``Job``). Tasks still run in child processes."""
