@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import peers
+
 HERE = Path(__file__).resolve().parent
 
 #: Where the generated projects go: each run makes a run-* folder there and removes it when it ends (only
@@ -146,6 +148,7 @@ class Shape:
     big: bool = False
     original: bool = True
     ideal: Optional[float] = None  # wall time with zero overhead, when the tasks themselves take time
+    peer: Optional[str] = None  # "independent" or "chain": the same shape for Luigi and doit (--peers)
 
 
 def independent(n: int, task: str = "Noop", limit: int = 0, params: str = "") -> str:
@@ -181,9 +184,9 @@ def layered(n: int, width: int) -> str:
 
 
 SHAPES = [
-    Shape("1 task", 1, independent(1)),
-    Shape("100 independent", 100, independent(100)),
-    Shape("chain of 30", 30, chain(30)),
+    Shape("1 task", 1, independent(1), peer="independent"),
+    Shape("100 independent", 100, independent(100), peer="independent"),
+    Shape("chain of 30", 30, chain(30), peer="chain"),
     Shape("fan 1->200->1, mc 8", 202, fan(200, 8)),
     Shape("20 x sleep 0.5 s, mc 4", 20, independent(20, "Sleep", 4, "seconds: 0.5"), repeats=3, ideal=2.5),
     Shape("1,000 independent", 1000, independent(1000), repeats=3),
@@ -211,10 +214,10 @@ class Result:
         return statistics.median(samples) if samples else None
 
 
-def measure(cmd: list[str], cwd: Path, timeout: float) -> Sample:
+def measure(cmd: list[str], cwd: Path, timeout: float, extra_env: Optional[dict[str, str]] = None) -> Sample:
     stamps = cwd / "stamps.txt"
     stamps.unlink(missing_ok=True)
-    env = {**os.environ, "BENCH_STAMPS": str(stamps)}
+    env = {**os.environ, "BENCH_STAMPS": str(stamps), **(extra_env or {})}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
@@ -246,7 +249,13 @@ def make_project(root: Path, shape: Shape) -> Path:
     return root
 
 
-def run_shape(shape: Shape, original_python: Optional[str], repeats: int, work: Path) -> Result:
+def run_shape(
+    shape: Shape,
+    original_python: Optional[str],
+    repeats: int,
+    work: Path,
+    peer_pythons: Optional[dict[str, str]] = None,
+) -> Result:
     """Run ``shape`` ``repeats`` times for each contender, in turn, in a project under ``work``. The project
     stays until the whole run ends (see ``DEFAULT_WORK``)."""
     res = Result(shape)
@@ -259,10 +268,17 @@ def run_shape(shape: Shape, original_python: Optional[str], repeats: int, work: 
     }
     if original_python and shape.original:
         cmds["original"] = [original_python, "rss.py", "path", "main.py", "-j", "job.yaml"]
+    peer_env = {"BENCH_N": str(shape.n), "BENCH_SHAPE": shape.peer or ""}
+    if shape.peer:
+        for peer, python in (peer_pythons or {}).items():
+            peers.write_project(root, peer)
+            cmds[peer] = peers.command(peer, python)
     for _ in range(repeats):  # paired: each repeat runs every contender once, in turn
         for who, cmd in cmds.items():
             timeout = 600 if who != "original" else 300
-            res.runs.setdefault(who, []).append(measure(cmd, root, timeout))
+            if who in peers.VERSIONS:
+                peers.reset(root)
+            res.runs.setdefault(who, []).append(measure(cmd, root, timeout, peer_env))
     return res
 
 
@@ -322,6 +338,20 @@ def table(results: list[Result]) -> list[str]:
     return lines
 
 
+def peer_table(results: list[Result]) -> list[str]:
+    """Wall time against Luigi and doit (``--peers``), on the shapes they run."""
+    lines = ["| shape | ours (CLI) | driver | Luigi 3.8 | doit 0.37 | ours vs Luigi | ours vs doit |", "|" + "---|" * 7]
+    for r in results:
+        if not r.shape.peer or not any(p in r.runs for p in peers.VERSIONS):
+            continue
+        ours, drv, lu, do = (r.median(w, "wall") for w in ("ours", "driver", "luigi", "doit"))
+        lines.append(
+            f"| {r.shape.name} | {fmt(ours)} | {fmt(drv)} | {fmt(lu)} | {fmt(do)} | "
+            f"{f'{ours / lu:.2f}x' if ours and lu else '-'} | {f'{ours / do:.2f}x' if ours and do else '-'} |"
+        )
+    return lines if len(lines) > 2 else []
+
+
 def precompile() -> None:
     """Byte-compile the flowmancer packages being measured, as an installed wheel is."""
     import compileall
@@ -340,6 +370,7 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
     ap.add_argument("--original-venv", default=str(HERE / ".venv-original"), help="a venv with flowmancer==0.12.4")
     ap.add_argument("--only", action="append", default=[], help="run shapes whose name contains this")
+    ap.add_argument("--peers", action="store_true", help="also run Luigi and doit (side venvs, made once with pip)")
     ap.add_argument(
         "--dir",
         default=str(DEFAULT_WORK),
@@ -351,6 +382,9 @@ def main() -> int:
     if not original_python:
         print(f"(no original flowmancer: {orig} missing; see --help to create it)")
     precompile()
+    peer_pythons = {}
+    if args.peers:
+        peer_pythons = {p: py for p in peers.VERSIONS if (py := peers.venv_python(p)) is not None}
     base = Path(args.dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
     for stale in base.glob("run-*"):  # left by an interrupted run; nothing else in --dir is ever touched
@@ -362,11 +396,13 @@ def main() -> int:
             continue
         repeats = max(1, shape.repeats // 2) if args.quick else shape.repeats
         print(f"- {shape.name} x{repeats} ...", flush=True)
-        results.append(run_shape(shape, original_python, repeats, work))
+        results.append(run_shape(shape, original_python, repeats, work, peer_pythons))
         print("  " + table(results[-1:])[-1], flush=True)
     start = startup(work)
     shutil.rmtree(work, ignore_errors=True)
     lines = table(results)
+    if peer_table(results):
+        lines += ["", *peer_table(results)]
     lines.append("")
     lines.append(
         f"start-up: `flowmancer --version` {start['ours --version'] * 1000:.0f} ms; "
