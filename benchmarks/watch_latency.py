@@ -1,7 +1,8 @@
-"""How long after a save does `flowmancer --watch` start the rerun? (target: <= 0.5 s)
+"""How long after a save does `flowmancer --watch` start the rerun's first task? (issue #22: <= 150 ms)
 
 Measures, for N saves of the job YAML, the time from the write to the rerun's header line (the new
-process is up and has loaded the job). Prints each sample and the median and maximum.
+process is up and has loaded the job) and to its task starting (the task writes ``time.time()`` when it
+runs). Prints each sample and the medians and maxima. Bytecode is compiled first (see ``common``).
 
     python benchmarks/watch_latency.py [--saves 10]
 """
@@ -19,7 +20,18 @@ import threading
 import time
 from pathlib import Path
 
-TASKS = "from flowmancer.task import Task, task\n\n@task\nclass Noop(Task):\n    def run(self):\n        pass\n"
+from common import bytecode_env
+
+TASKS = (
+    "import time\nfrom flowmancer.task import Task, task\n\n@task\nclass Noop(Task):\n    def run(self):\n"
+    "        with open('started.txt', 'a') as f:\n            f.write(repr(time.time()) + '\\n')\n"
+)
+TARGET = 0.150
+
+
+def starts(root: Path) -> list[float]:
+    p = root / "started.txt"
+    return [float(x) for x in p.read_text().split()] if p.exists() else []
 
 
 def main() -> int:
@@ -31,10 +43,11 @@ def main() -> int:
         (root / "tasks").mkdir()
         (root / "tasks" / "t.py").write_text(TASKS)
         job = root / "job.yaml"
-        job.write_text("tasks:\n  a: {task: Noop}\n")
+        job.write_text("tasks:\n  a: {task: Noop, cache: false}\n")  # watch reruns are incremental
         proc = subprocess.Popen(
             [sys.executable, "-m", "flowmancer", "--watch", "-j", str(job)],
             cwd=root,
+            env=bytecode_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -51,28 +64,35 @@ def main() -> int:
             done.set()
 
         threading.Thread(target=read, daemon=True).start()
-        samples = []
+        samples: list[float] = []
+        first_task: list[float] = []
         try:
             while not headers:
                 time.sleep(0.01)
             time.sleep(0.5)
             for i in range(args.saves):
-                before = len(headers)
-                t0 = time.perf_counter()
-                job.write_text(f"tasks:\n  a: {{task: Noop}}\n# save {i}\n")
-                while len(headers) == before:
+                before, tasks_before = len(headers), len(starts(root))
+                t0, wall0 = time.perf_counter(), time.time()
+                job.write_text(f"tasks:\n  a: {{task: Noop, cache: false}}\n# save {i}\n")
+                while len(headers) == before or len(starts(root)) == tasks_before:
                     if time.perf_counter() - t0 > 10:
                         raise SystemExit("no rerun within 10 s")
                     time.sleep(0.002)
                 samples.append(headers[-1] - t0)
-                print(f"save {i + 1:>2}: rerun started after {samples[-1] * 1000:6.0f} ms", flush=True)
+                first_task.append(starts(root)[-1] - wall0)
+                print(
+                    f"save {i + 1:>2}: rerun header after {samples[-1] * 1000:6.0f} ms, "
+                    f"its task started after {first_task[-1] * 1000:6.0f} ms",
+                    flush=True,
+                )
                 time.sleep(0.4)
         finally:
             os.killpg(proc.pid, signal.SIGINT)
             proc.wait(20)
-    med, worst = statistics.median(samples), max(samples)
-    verdict = "OK" if med <= 0.5 else "SLOWER THAN TARGET"
-    print(f"median {med * 1000:.0f} ms, max {worst * 1000:.0f} ms (target <= 500 ms): {verdict}")
+    med, worst = statistics.median(first_task), max(first_task)
+    verdict = "OK" if med <= TARGET else "SLOWER THAN TARGET"
+    print(f"rerun header: median {statistics.median(samples) * 1000:.0f} ms, max {max(samples) * 1000:.0f} ms")
+    print(f"first task: median {med * 1000:.0f} ms, max {worst * 1000:.0f} ms (target <= 150 ms): {verdict}")
     return 0
 
 
