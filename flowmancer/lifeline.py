@@ -34,6 +34,13 @@ _REC = struct.Struct("=ci")  # b"+" or b"-", pid
 KILL_WAIT_SECONDS = 10.0
 
 
+def fork_is_safe() -> bool:
+    """Is this process single-threaded? ``fork()`` copies only the calling thread, so a lock another thread
+    held at that moment stays locked in the child forever (Python 3.12+ warns). Beside another thread (a
+    component's event loop), the runner does not fork: see ``localexec`` and ``Guardian``."""
+    return threading.active_count() == 1
+
+
 def frozen_fork() -> int:
     """``os.fork()`` with the garbage collector frozen across it: the child never collects what it inherited.
 
@@ -115,7 +122,7 @@ class Guardian:
         hold = tuple(hold)
         r, w = os.pipe()
         self._spawned: Optional[subprocess.Popen[bytes]] = None
-        if threading.active_count() > 1:  # fork() could hand the child a lock another thread holds: exec instead
+        if not fork_is_safe():  # exec a fresh interpreter instead
             self._spawned = _spawn_guardian(r, hold)
             self.pid = self._spawned.pid
         else:

@@ -11,12 +11,11 @@ import os
 import pickle
 import signal
 import sys
-import threading
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import messages, output
 from .executor import TaskHandle, signal_group
-from .lifeline import Guardian
+from .lifeline import Guardian, fork_is_safe
 from .markers import hookimpl
 from .pipes import ConnectionReader, PipeReader, PipeWriter
 from .process import Child, MPChild, block_sigterm, fork_child, pidfds_work, start_method, unblock
@@ -49,9 +48,8 @@ class ProcessHandle(TaskHandle):
         snapshot = job.shared_dict  # no copy per spawn: a forked child sees it as of the fork, the rest pickle it now
         workdir = str(job.config.rootdir)
         args = (task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
-        # fork() in a process with other threads (a component's event loop) can leave the child a lock some
-        # thread held, forever (Python 3.12+ warns): then only the fork server forks, or a fresh interpreter runs it.
-        threaded = forking and threading.active_count() > 1
+        # Beside another thread (see lifeline.fork_is_safe) only the fork server forks, or a fresh interpreter runs it.
+        threaded = forking and not fork_is_safe()
         proc: Optional[Child] = None
         try:
             # A fork server's child needs nothing from this process: the server blocks SIGTERM around its forks.
