@@ -51,7 +51,7 @@ class _Loader:
             return copy.deepcopy(data), dict(marks)
         if path not in self.files:
             self.files.append(path)
-        raw, marks = read_yaml(path, self.problems)
+        raw, marks, dollars = read_yaml(path, self.problems)
         if raw is None:
             return {}, {}
         if raw and _not_a_job(raw):  # say so, and never echo what such a file holds
@@ -63,7 +63,7 @@ class _Loader:
                 )
             )
             return {}, {}
-        raw = substitute(raw, marks, self.sources, self.problems)
+        substitute(raw, dollars, marks, self.sources, self.problems)
         includes = raw.pop("include", None) or []
         if isinstance(includes, str):
             includes = [includes]

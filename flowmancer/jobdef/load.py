@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
 from pydantic import ValidationError
 
@@ -31,6 +33,33 @@ def load_jobdef(
     YAML that cannot be read raises ``JobDefinitionError`` at once. Schema problems are kept in
     ``LoadedJobDef.problems`` with the invalid parts left out, so later checks still report the rest.
     """
+    with collector_paused():
+        return _load(path, rootdir, variables, environ, schema, config_defaults, defaults_file)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector waits while a job is loaded and set up: what that makes all lives on,
+    and the collector's passes over a big job's millions of objects (which free nothing) made loading a
+    100,000-task job three times slower. Reference counting still frees what is dropped."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load(
+    path: Path,
+    rootdir: Path,
+    variables: Optional[Mapping[str, str]],
+    environ: Optional[Mapping[str, str]],
+    schema: Optional[ConfigSchema],
+    config_defaults: Optional[Mapping[str, Any]],
+    defaults_file: Optional[Path],
+) -> LoadedJobDef:
     sources = {
         "ENV": dict(os.environ if environ is None else environ),
         "VAR": dict(variables or {}),

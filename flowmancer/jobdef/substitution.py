@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..errors import Problem
 from .yamlfile import Marks, Path_, dotted, locate
@@ -12,16 +12,26 @@ _SUBST = re.compile(r"\$(ENV|VAR|SYS)\{([^}:]*)(?::([^}]*))?\}")
 
 
 def substitute(
-    data: Any, marks: Marks, sources: Mapping[str, Mapping[str, str]], problems: list[Problem], path: Path_ = ()
-) -> Any:
-    """Replace ``$KIND{NAME}`` / ``$KIND{NAME:default}`` in every string scalar, keys excluded."""
-    if isinstance(data, dict):
-        return {k: substitute(v, marks, sources, problems, (*path, k)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [substitute(v, marks, sources, problems, (*path, i)) for i, v in enumerate(data)]
-    if not isinstance(data, str) or "$" not in data:
-        return data
+    data: Any,
+    paths: Iterable[Path_],
+    marks: Marks,
+    sources: Mapping[str, Mapping[str, str]],
+    problems: list[Problem],
+) -> None:
+    """Replace ``$KIND{NAME}`` / ``$KIND{NAME:default}`` in place, in the string values at ``paths`` (those
+    that hold a ``$``, as ``read_yaml`` found them: the rest of a big job is never walked)."""
+    for path in paths:
+        parent = data
+        for part in path[:-1]:
+            parent = parent[part]
+        value = parent[path[-1]]
+        if isinstance(value, str):  # a duplicate key's later value may have replaced the one found
+            parent[path[-1]] = _substitute(value, path, marks, sources, problems)
 
+
+def _substitute(
+    data: str, path: Path_, marks: Marks, sources: Mapping[str, Mapping[str, str]], problems: list[Problem]
+) -> str:
     def repl(m: re.Match[str]) -> str:
         kind, name, default = m.group(1), m.group(2), m.group(3)
         value = sources[kind].get(name)
