@@ -348,20 +348,25 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry, problems
         seen: set[str] = set()
         deps_ok = []
         for i, dep in enumerate(tdef.dependencies):
-            dloc = loaded.location(("tasks", name, "dependencies", i))
-            where = f"tasks.{name}.dependencies[{i}]"
             if dep == name:
                 problems.append(
                     Problem(
                         f"task '{name}' depends on itself",
-                        dloc,
-                        where=where,
+                        loaded.location(("tasks", name, "dependencies", i)),
+                        where=f"tasks.{name}.dependencies[{i}]",
                         hint="remove it from its own dependencies",
                     )
                 )
             elif dep not in known:
                 hint = _suggest(dep, sorted(known)) or f"defined tasks: {', '.join(sorted(known))}"
-                problems.append(Problem(f"undefined dependency '{dep}'", dloc, where=where, hint=hint))
+                problems.append(
+                    Problem(
+                        f"undefined dependency '{dep}'",
+                        loaded.location(("tasks", name, "dependencies", i)),
+                        where=f"tasks.{name}.dependencies[{i}]",
+                        hint=hint,
+                    )
+                )
             elif dep not in seen and dep in model.tasks:
                 seen.add(dep)
                 deps_ok.append(dep)

@@ -12,7 +12,7 @@ from .errors import Problem
 from .exitcode import ExitCode
 from .hookrelay import answer
 from .job import Job, build_job
-from .jobdef import read_jobdef
+from .jobdef.load import collector_paused, read_jobdef
 from .lifeline import open_fds, opened_since
 from .markers import hookimpl
 from .registry import Registry
@@ -32,6 +32,11 @@ def _located(loaded: Any, problem: Problem) -> Problem:
 
 @hookimpl(trylast=True)
 def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
+    with collector_paused():
+        return _load(config)
+
+
+def _load(config: Config) -> Job:
     loaded = read_jobdef(config)
     cfg = loaded.model.config
     problems = list(loaded.problems)
@@ -65,10 +70,11 @@ def flowmancer_cmdline_main(config: Config) -> int:
     hook = config.hook
     if config.option.restart and not config.pluginmanager.has_plugin("checkpoint"):
         print("WARNING: -r: checkpointing is disabled (-p no:checkpoint); running the whole job", file=sys.stderr)
-    job = answer(hook.flowmancer_load_jobdef(config=config), "flowmancer_load_jobdef")
-    config.job = job
-    hook.flowmancer_collection_modifytasks(config=config, job=job)
-    hook.flowmancer_job_start(job=job)
+    with collector_paused():  # set-up makes what the run keeps; the collector resumes when tasks start
+        job = answer(hook.flowmancer_load_jobdef(config=config), "flowmancer_load_jobdef")
+        config.job = job
+        hook.flowmancer_collection_modifytasks(config=config, job=job)
+        hook.flowmancer_job_start(job=job)
     for t in job:
         if t.state.is_final:  # deselected or restored: their one final report
             result = t.result or TaskResult(name=t.name, state=t.state, attempt=t.attempt)

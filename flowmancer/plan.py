@@ -14,6 +14,7 @@ from typing import Optional
 from .config import Config
 from .hookrelay import answer
 from .job import Job, TaskRun
+from .jobdef.load import collector_paused
 from .markers import hookimpl
 from .stash import StashKey
 from .states import ExecutionState
@@ -143,15 +144,15 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
     opt = config.option
     if not (opt.dry_run or opt.list or opt.graph):
         return None
-    job = answer(config.hook.flowmancer_load_jobdef(config=config), "flowmancer_load_jobdef")
-    config.job = job
-    config.hook.flowmancer_collection_modifytasks(config=config, job=job)
-    if opt.list:
-        out = listing(job)
-    elif opt.graph:
-        out = graph(job, opt.graph)
-    else:
-        out = dry_run(job)
-        out = job.notes + out
+    with collector_paused():  # nothing here outlives the process's next step: printing and exiting
+        job = answer(config.hook.flowmancer_load_jobdef(config=config), "flowmancer_load_jobdef")
+        config.job = job
+        config.hook.flowmancer_collection_modifytasks(config=config, job=job)
+        if opt.list:
+            out = listing(job)
+        elif opt.graph:
+            out = graph(job, opt.graph)
+        else:
+            out = job.notes + dry_run(job)
     print("\n".join(out))
     return 0

@@ -273,17 +273,8 @@ class Attempt:
             shared.send = self.send
         else:
             shared = SharedDict(shared, self.send)
-        values = {
-            "_fm_shared_dict": shared,
-            "_fm_logger": self.logger,
-            "_fm_info": life.info,
-        }
-        private = task.__pydantic_private__
-        if private is not None:  # set directly: pydantic's __setattr__ would copy its pages into this process
-            private.update(values)
-        else:
-            for k, v in values.items():
-                setattr(task, k, v)
+        # where Task's properties read them (set directly: pydantic's __setattr__ would copy its pages here)
+        task.__dict__.update(_fm_shared_dict=shared, _fm_logger=self.logger, _fm_info=life.info)
         try:
             if self._limit_memory():
                 life.run()

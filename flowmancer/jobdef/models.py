@@ -133,8 +133,15 @@ class TaskDef(_Strict):
         return [v] if isinstance(v, str) else v
 
     def settings(self, defaults: TaskSettings) -> TaskSettings:
-        own = {k: getattr(self, k) for k in TaskSettings.model_fields if getattr(self, k) is not None}
-        return defaults.model_copy(update=own)
+        """``defaults`` with this task's own keys over them (``defaults`` itself when it has none: a big job's
+        tasks share one object)."""
+        d = self.__dict__
+        own = {k: d[k] for k in _SETTINGS if d[k] is not None}
+        return defaults.model_copy(update=own) if own else defaults
+
+
+#: the keys of TaskSettings a task may set for itself
+_SETTINGS = tuple(TaskSettings.model_fields)
 
 
 class LoggerDef(_Strict):
