@@ -171,3 +171,72 @@ def test_watch_with_the_incremental_plugin_blocked_reruns_everything(project):
     finally:
         w.stop()
     assert "unrecognized" not in w.text and "Traceback" not in w.text
+
+
+PPID = """
+import os
+from flowmancer.task import Task, task
+
+@task
+class Parent(Task):
+    def run(self):
+        print(f"parent {os.getppid()}")
+"""
+
+
+def _session(sid: int) -> dict[int, str]:
+    """pid -> command line of the processes of session ``sid``."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found[int(entry)] = cmd
+    return found
+
+
+def _standbys(sid: int) -> set[int]:
+    return {pid for pid, cmd in _session(sid).items() if "flowmancer.standby" in cmd}
+
+
+def test_a_rerun_runs_in_the_interpreter_started_before_the_change(project):
+    """The next run's interpreter is started (and imports flowmancer) while the last one runs; a change hands
+    the rerun to it: the task's parent is that process, which existed before the file was saved."""
+    project.make_tasks(PPID, name="parent")
+    project.make_jobdef("tasks:\n  p: {task: Parent}\n")
+    w = Watcher(project.path, "-j", "job.yaml")
+    try:
+        w.wait_for(lambda t: "=== 1 completed" in t)
+        first = int(w.text.split("parent ")[1].split()[0])
+        waiting = _standbys(w.proc.pid) - {first}
+        assert len(waiting) == 1, _session(w.proc.pid)
+        src = project.path / "tasks" / "parent.py"
+        src.write_text(src.read_text().replace('f"parent ', 'f"rerun parent '))
+        w.wait_for(lambda t: t.count("=== 1 completed") == 2)
+        assert f"rerun parent {waiting.pop()}" in w.text
+    finally:
+        w.stop()
+
+
+def test_a_killed_watcher_leaves_no_process_behind(project):
+    """SIGKILL (the OOM killer) gives the watcher no chance to clean up: the interpreter waiting for the next
+    run sees its pipe close and exits."""
+    w = Watcher(project.path, "-j", "job.yaml")
+    w.wait_for(lambda t: "=== 1 completed" in t)
+    deadline = time.time() + 20
+    while not _standbys(w.proc.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    sid = w.proc.pid
+    assert _standbys(sid)
+    w.proc.kill()
+    w.proc.wait(10)
+    deadline = time.time() + 20
+    while _session(sid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _session(sid) == {}
