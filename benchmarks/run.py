@@ -38,7 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import loadtime
 import peers
+import targets
+import watch_latency
 
 HERE = Path(__file__).resolve().parent
 
@@ -149,6 +152,7 @@ class Shape:
     original: bool = True
     ideal: Optional[float] = None  # wall time with zero overhead, when the tasks themselves take time
     peer: Optional[str] = None  # "independent" or "chain": the same shape for Luigi and doit (--peers)
+    alone: bool = False  # ours only (the 100,000-task shapes: their target is against our own 10,000)
 
 
 def independent(n: int, task: str = "Noop", limit: int = 0, params: str = "") -> str:
@@ -192,6 +196,8 @@ SHAPES = [
     Shape("1,000 independent", 1000, independent(1000), repeats=3),
     Shape("10,000 independent", 10000, independent(10000), repeats=1, big=True, original=False),
     Shape("10,000 layered DAG", 10000, layered(10000, 100), repeats=1, big=True, original=False),
+    Shape("100,000 independent", 100000, independent(100000), repeats=1, big=True, original=False, alone=True),
+    Shape("100,000 layered DAG", 100000, layered(100000, 100), repeats=1, big=True, original=False, alone=True),
 ]
 
 
@@ -266,7 +272,9 @@ def run_shape(
         "driver": [py, "rss.py", "path", "driver.py", "-j", "job.yaml", "-qq"],
         "floor": [py, "rss.py", "path", "floor.py", "job.yaml"],
     }
-    if original_python and shape.original:
+    if shape.alone:
+        cmds = {"ours": cmds["ours"]}
+    if original_python and shape.original and not shape.alone:
         cmds["original"] = [original_python, "rss.py", "path", "main.py", "-j", "job.yaml"]
     peer_env = {"BENCH_N": str(shape.n), "BENCH_SHAPE": shape.peer or ""}
     if shape.peer:
@@ -372,6 +380,11 @@ def main() -> int:
     ap.add_argument("--only", action="append", default=[], help="run shapes whose name contains this")
     ap.add_argument("--peers", action="store_true", help="also run Luigi and doit (side venvs, made once with pip)")
     ap.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="skip the 100,000-task load phases and the --watch latency (the shapes and start-up only)",
+    )
+    ap.add_argument(
         "--dir",
         default=str(DEFAULT_WORK),
         help="folder for the generated projects, in a run-* folder removed at the end (default: benchmarks/.work)",
@@ -399,6 +412,20 @@ def main() -> int:
         results.append(run_shape(shape, original_python, repeats, work, peer_pythons))
         print("  " + table(results[-1:])[-1], flush=True)
     start = startup(work)
+    extra = {"startup_gap_ms": (start["ours first task"] - start["floor first task"]) * 1000}
+    notes = []
+    if not args.no_extras and not args.only:
+        print("- loading a 100,000-task job ...", flush=True)
+        phases = loadtime.measure(100_000, 1 if args.quick else 3, work)
+        extra["load"] = phases["load"]
+        notes.append(loadtime.report(100_000, phases))
+        print("- --watch: save -> rerun ...", flush=True)
+        _, first = watch_latency.measure(5 if args.quick else 10, 2.0, verbose=False)
+        extra["watch_ms"] = statistics.median(first) * 1000
+        notes.append(
+            f"--watch: a save -> the rerun's first task: median {extra['watch_ms']:.0f} ms, "
+            f"max {max(first) * 1000:.0f} ms"
+        )
     shutil.rmtree(work, ignore_errors=True)
     lines = table(results)
     if peer_table(results):
@@ -410,6 +437,13 @@ def main() -> int:
         f"{start['ours first task'] * 1000:.0f} ms after the interpreter is launched (the floor's: "
         f"{start['floor first task'] * 1000:.0f} ms) (medians of 7)"
     )
+    lines += [f"\n{n}" for n in notes]
+    by_name = {r.shape.name: r for r in results}
+
+    def median(shape: str, who: str, what: str) -> Optional[float]:
+        return by_name[shape].median(who, what) if shape in by_name else None
+
+    lines += ["", "Issue #22's targets:", "", *targets.table(targets.rows(median, extra))]
     print("\n".join(lines))
     if args.write:
         header = [
