@@ -236,7 +236,6 @@ class Attempt:
         self.err = text_stream(2)
         self.shared = shared
         self.capture = Capture(self.out.write, info.name, info.log_level)  # self.logger and the root handler
-        self.logger = self.capture.logger
         self.life = _Lifecycle(task, send, info, self.out)
         self.life.memory_limit_mb = memory_limit_mb
         self.files = files  # see module_files
@@ -274,7 +273,7 @@ class Attempt:
         else:
             shared = SharedDict(shared, self.send)
         # where Task's properties read them (set directly: pydantic's __setattr__ would copy its pages here)
-        task.__dict__.update(_fm_shared_dict=shared, _fm_logger=self.logger, _fm_info=life.info)
+        task.__dict__.update(_fm_shared_dict=shared, _fm_logger=self.capture.logger, _fm_info=life.info)
         try:
             if self._limit_memory():
                 life.run()
