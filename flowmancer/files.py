@@ -11,7 +11,6 @@ device such as ``/dev/zero`` (which never ends) or a folder is refused before an
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -26,6 +25,8 @@ def file_name(name: str, suffix: str = "") -> str:
         stem = "_" + stem[1:]
     if stem and stem == name and len(stem) <= MAX_STEM:
         return stem + suffix
+    import hashlib  # here: only unusual names need it (importing it loads OpenSSL: ~4 ms)
+
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{stem[:MAX_STEM]}+{digest}{suffix}"
 

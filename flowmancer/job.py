@@ -38,7 +38,6 @@ class TaskRun:
     instance: Task
     index: int
     settings: TaskSettings
-    location: Optional[Location] = None
     dependents: list[str] = field(default_factory=list)
     state: ExecutionState = ExecutionState.INIT
     attempt: int = 0
@@ -273,7 +272,6 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry, problems
             )
         )
     for index, (name, tdef) in enumerate(model.tasks.items()):
-        loc = loaded.location(("tasks", name))
         cls = registry.get(tdef.task)
         where = f"tasks.{name}.task"
         if cls is None:
@@ -339,9 +337,7 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry, problems
                     hint="use a smaller limit, or raise the hard limit (ulimit -d) of the shell that runs flowmancer",
                 )
             )
-        tasks[name] = TaskRun(
-            name=name, definition=tdef, cls=cls, instance=instance, index=index, settings=settings, location=loc
-        )
+        tasks[name] = TaskRun(name=name, definition=tdef, cls=cls, instance=instance, index=index, settings=settings)
 
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for name, tdef in model.tasks.items():

@@ -83,12 +83,14 @@ def test_retention_removes_old_runs(project):
     old = logs / (dt.datetime.now() - dt.timedelta(days=11)).strftime("%Y-%m-%dT%H-%M-%S.%f")
     recent = logs / (dt.datetime.now() - dt.timedelta(days=9)).strftime("%Y-%m-%dT%H-%M-%S.%f")
     other = logs / "not-a-run"
-    for d in (old, recent, other):
+    # an old date, but not a name this logger makes (strptime would have taken it): never removed
+    unpadded = logs / (dt.datetime.now() - dt.timedelta(days=400)).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-1]
+    for d in (old, recent, other, unpadded):
         d.mkdir(parents=True)
     assert project.run().ret == 0
     names = {p.name for p in run_dirs(logs)}
-    assert old.name not in names and recent.name in names and "not-a-run" in names
-    assert len(names) == 3
+    assert old.name not in names and recent.name in names and "not-a-run" in names and unpadded.name in names
+    assert len(names) == 4
 
 
 def test_readme_changing_default_file_logger_directory(project):

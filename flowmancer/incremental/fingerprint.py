@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import glob
-import hashlib
 import json
 import os
 import sys
@@ -26,8 +25,18 @@ SHOWN = 60
 _CHUNK = 1 << 20
 
 
+def _sha256() -> Any:
+    """A new SHA-256; hashlib is imported on first use, not with this module: importing it loads OpenSSL
+    (~4 ms), and every run imports this plugin, incremental or not."""
+    import hashlib
+
+    return hashlib.sha256()
+
+
 def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:32]
+    h = _sha256()
+    h.update(data)
+    return str(h.hexdigest()[:32])
 
 
 def _strip_docstrings(tree: ast.AST) -> None:
@@ -223,7 +232,7 @@ def file_digest(root: Path, rel: str, known: Optional[list[Any]] = None) -> Opti
         return None
     if known is not None and len(known) == 3 and known[1] == st.st_size and known[2] == st.st_mtime_ns:
         return list(known)
-    h = hashlib.sha256()
+    h = _sha256()
     try:
         with open(path, "rb") as f:
             while True:

@@ -19,6 +19,21 @@ from .logger import Logger, logger
 RUN_DIR_FORMAT = "%Y-%m-%dT%H-%M-%S.%f"
 
 
+def run_dir_time(name: str) -> Optional[float]:
+    """When the run of the folder ``name`` started; ``None`` if it is not a run folder's name. Exactly
+    ``RUN_DIR_FORMAT``'s zero-padded shape (``strptime`` would also take ``2026-1-2T...``, and its import
+    costs every run ~1 ms)."""
+    parts = (name[0:4], name[5:7], name[8:10], name[11:13], name[14:16], name[17:19], name[20:])
+    digits = "".join(parts)
+    if len(name) != 26 or name[4:20:3] != "--T--." or not (digits.isascii() and digits.isdigit()):
+        return None
+    try:
+        y, mo, d, h, mi, sec, us = (int(p) for p in parts)
+        return dt.datetime(y, mo, d, h, mi, sec, us).timestamp()
+    except ValueError:  # no such date or time
+        return None
+
+
 #: log files are readable by the owner and group only: task output may hold sensitive data
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
@@ -122,9 +137,8 @@ class FileLogger(Logger):
             return
         cutoff = time.time() - self.retention_days * 86400
         for d in base.iterdir():
-            try:
-                when = dt.datetime.strptime(d.name, RUN_DIR_FORMAT).timestamp()
-            except ValueError:
+            when = run_dir_time(d.name)
+            if when is None:
                 continue  # not a run folder of ours
             if d == own or when >= cutoff or not d.is_dir() or d.is_symlink():
                 continue
