@@ -39,6 +39,7 @@ def unpack(mark: int) -> Location:
     mask = (1 << _BITS) - 1
     return Location(_FILES[mark >> (2 * _BITS)], (mark >> _BITS) & mask, mark & mask)
 
+
 #: the largest job file read (a 100,000-task job is a few MB)
 MAX_JOB_BYTES = 64_000_000
 #: values YAML aliases and merge keys may add beyond what the file spells out (an alias bomb stops here):
@@ -110,9 +111,10 @@ class _Builder:
         kpath = (*path, key)
         if key in out:
             first = self.marks.get(kpath)
+            line = unpack(first).line if first is not None else "?"
             self.problems.append(
                 Problem(
-                    f"duplicate key '{key}' (first defined at line {unpack(first).line if first else '?'})",
+                    f"duplicate key '{key}' (first defined at line {line})",
                     self.loc(at),
                     where=dotted(path),
                     hint="YAML keeps only one of them; remove or rename the other",
