@@ -42,16 +42,17 @@ class Standby:
         except BrokenPipeError:  # it died waiting (killed by someone): run in a new one
             self.discard()
             return Standby().go(argv, changes)
-        finally:
-            os.close(self._write)
+        self._close()
         return self.proc
+
+    def _close(self) -> None:
+        if self._write >= 0:
+            os.close(self._write)
+            self._write = -1
 
     def discard(self) -> None:
         """End it unused: the pipe closes, it sees end-of-file and exits."""
-        try:
-            os.close(self._write)
-        except OSError:
-            pass
+        self._close()
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
@@ -86,6 +87,9 @@ def _wait_for_turn(fd: int) -> Optional[dict[str, object]]:
 def main(fd: int) -> None:
     import importlib
 
+    # Ours alone: a process started from here (its fork server, a task) holding the pipe open would keep a
+    # write to a killed standby from failing, and the run handed to it would be lost.
+    os.set_inheritable(fd, False)
     try:
         for name in _WARM:
             importlib.import_module(name)

@@ -240,3 +240,22 @@ def test_a_killed_watcher_leaves_no_process_behind(project):
     while _session(sid) and time.time() < deadline:
         time.sleep(0.05)
     assert _session(sid) == {}
+
+
+def test_a_killed_waiting_interpreter_is_replaced_on_the_next_save(project):
+    """Someone kills the interpreter waiting for the next rerun (a stray-process sweep): the save still reruns."""
+    w = Watcher(project.path, "-j", "job.yaml", "--no-incremental")
+    try:
+        w.wait_for(lambda t: "=== 1 completed" in t)
+        deadline = time.time() + 20
+        while len(_standbys(w.proc.pid)) != 1 and time.time() < deadline:  # once the first run's processes exit
+            time.sleep(0.05)
+        waiting = _standbys(w.proc.pid)
+        assert len(waiting) == 1, _session(w.proc.pid)
+        victim = waiting.pop()
+        os.kill(victim, signal.SIGKILL)
+        project.make_jobdef("tasks:\n  a: {task: Say}\n  b: {task: Say}\n")
+        w.wait_for(lambda t: "=== 2 completed" in t)
+    finally:
+        code = w.stop()
+    assert code == 130 and "Traceback" not in w.text

@@ -300,7 +300,7 @@ def prestart(argv: list[str]) -> None:
         or "_ARGCOMPLETE" in os.environ  # the shell asks for completions: nothing will run
         or os.environ.get("FLOWMANCER_START_METHOD", "fork") != "fork"
         or len(os.sched_getaffinity(0)) < 2
-        or any(a in ("-h", "--help", "--version", "--schema", "--plugins") for a in argv)
+        or any(a in ("-h", "--help", "--version", "--schema", "--plugins", "--watch") for a in argv)
         or not pidfds_work()
     ):
         return
