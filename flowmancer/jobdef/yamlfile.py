@@ -362,6 +362,8 @@ def _yaml_problem(file: str, exc: yaml.YAMLError, text: str = "") -> Problem:
     line_text = text.splitlines()[mark.line] if mark is not None and mark.line < len(text.splitlines()) else ""
     if "\t" in what or "\\t" in what or "\t" in line_text[: len(line_text) - len(line_text.lstrip())]:
         hint = "YAML does not allow tabs for indentation: use spaces"
+    elif "nesting depth" in what:  # libyaml's own limit (1,000 levels in newer releases)
+        hint = "flatten the structure, or read deep data from a file in the task"
     elif "could not determine a constructor" in what:
         hint = "tags such as !!python/object are not allowed; write plain values"
     return Problem(msg, loc, hint=hint)
