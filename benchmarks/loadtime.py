@@ -1,11 +1,11 @@
-"""Where loading a big job goes: YAML parsing, data and line marks, pydantic, the task checks (issue #22).
+"""Where loading a big job goes: YAML parsing, the data, pydantic, the task checks (issue #22).
 
 Writes a layered job of N no-op tasks (each depending on the task 100 before it) and times, in a fresh
 interpreter each, medians of --rounds:
 
 - parse: libyaml's events alone (``yaml.parse``), the least any reading of the file costs;
-- read: the file read into data with a mark (file, line, column) for every key and list item
-  (``read_yaml``), so "data and marks" = read - parse;
+- read: the file read into data (``read_yaml``), so "data" = read - parse; the line marks of its keys and
+  items are made only if an error message needs one (``yamlfile.LazyMarks``);
 - validate: the job-definition models (pydantic) on that data;
 - load: all of ``load_jobdef`` (read, substitution, validation), the issue's "load and validate";
 - set-up: ``flowmancer -n -qq`` to the end (also imports, collection, each task's parameters checked by its
@@ -105,7 +105,7 @@ main()
 
 def report(n: int, m: dict[str, float]) -> str:
     return (
-        f"{n:,}-task job: load and validate {m['load']:.2f} s = YAML events {m['parse']:.2f} s + data and marks "
+        f"{n:,}-task job: load and validate {m['load']:.2f} s = YAML events {m['parse']:.2f} s + data "
         f"{m['read'] - m['parse']:.2f} s + pydantic {m['validate']:.2f} s (+ substitution and the rest "
         f"{max(0.0, m['load'] - m['read'] - m['validate']):.2f} s); `-n` from launch to exit {m['setup']:.2f} s, "
         f"peak RSS {m['setup_rss_mib']:.0f} MiB"

@@ -3,6 +3,8 @@ for files with anchors, aliases or merge keys) give the same data, marks and pro
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,36 @@ def test_nesting_deeper_than_the_limit_is_an_error_at_its_line(fmtester, levels)
     else:
         assert "levels deep" in result.stderr or "exceeded maximum nesting depth" in result.stderr
         assert "flatten the structure" in result.stderr
+
+
+def test_marks_are_made_only_when_a_line_is_asked_for(tmp_path):
+    """A file read without problems keeps its text, not its 400,000 marks (for a 100,000-task job): the
+    first look-up reads it again, and finds what the node tree finds."""
+    path = tmp_path / "job.yaml"
+    path.write_text("config:\n  name: x\ntasks:\n  a: {task: T}\n  b:\n    task: T\n    dependencies: [a, c]\n")
+    data, marks, _, problems = _read(path)
+    assert problems == [] and isinstance(marks, yamlfile.LazyMarks)
+    assert marks._marks is None  # nothing made by reading
+    assert yamlfile.locate(marks, ()).line == 1 and marks._marks is None  # the root's mark is kept
+    assert yamlfile.locate(marks, ("tasks", "b", "dependencies", 1)).line == 7
+    assert (yamlfile.locate(marks, ("tasks", "b", "task")).line, marks._marks is not None) == (6, True)
+    path.write_text("tasks: {}\n")  # the file changed since (--watch): the marks are of the text that was read
+    assert yamlfile.locate(marks, ("tasks", "a")).line == 4
+
+
+def test_a_file_with_a_problem_is_read_with_its_marks(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("tasks:\n  a: {task: T}\n  a: {task: U}\n")
+    _, marks, _, problems = _read(path)
+    assert not isinstance(marks, yamlfile.LazyMarks)
+    assert problems[0][0] == "duplicate key 'a' (first defined at line 2)" and problems[0][1].line == 3
+
+
+def test_an_unknown_task_class_is_reported_at_its_line(tmp_path):
+    """The marks made late (see above) still point at the line: what the user sees."""
+    (tmp_path / "job.yaml").write_text("tasks:\n  first: {task: Missing}\n\n  second:\n    task: AlsoMissing\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowmancer", "-j", "job.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == ExitCode.JOBDEF_ERROR
+    assert "job.yaml:2:" in proc.stderr and "job.yaml:5:" in proc.stderr and "Traceback" not in proc.stderr

@@ -79,16 +79,17 @@ class _Loader:
             )
             includes = []
         for i, inc in enumerate(includes):
-            loc = locate(marks, ("include", i))
             if not isinstance(inc, str):
-                self.problems.append(Problem("include entries must be file paths", loc, where=f"include[{i}]"))
+                self.problems.append(
+                    Problem("include entries must be file paths", locate(marks, ("include", i)), where=f"include[{i}]")
+                )
                 continue
             target = self._resolve(inc, path)
             if target is None:
                 self.problems.append(
                     Problem(
                         f"included file not found: {inc}",
-                        loc,
+                        locate(marks, ("include", i)),  # only for a problem: see yamlfile.LazyMarks
                         where=f"include[{i}]",
                         hint=f"include paths are relative to the app root ({self.rootdir})",
                     )
@@ -99,7 +100,7 @@ class _Loader:
                 self.problems.append(
                     Problem(
                         f"include cycle: {chain}",
-                        loc,
+                        locate(marks, ("include", i)),  # only for a problem: see yamlfile.LazyMarks
                         where=f"include[{i}]",
                         hint="remove one of the includes that closes the loop",
                     )

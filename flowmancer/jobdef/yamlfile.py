@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from sys import intern  # a key written 100,000 times (task:, dependencies:) is kept once
-from typing import Any, Dict, Optional, Union
+from typing import Any, Iterator, MutableMapping, Optional, Union
 
 import yaml
 
@@ -21,7 +21,7 @@ from ..files import NotRegular, read_regular
 Path_ = tuple[Union[str, int], ...]
 #: path -> where it was written: file, line and column packed in one int (``pack``), made into a Location on
 #: demand. A 100,000-task job has 400,000 marks; a (file, line, column) tuple each took ~60 bytes more.
-Marks = Dict[Path_, int]
+Marks = MutableMapping[Path_, int]
 _BITS = 27  # a line or column number below 2**27 (MAX_JOB_BYTES is smaller)
 _FILES: list[str] = []  # the files marks point into, by number
 _FILE_IDS: dict[str, int] = {}
@@ -38,6 +38,51 @@ def pack(file: str, line: int, column: int) -> int:
 def unpack(mark: int) -> Location:
     mask = (1 << _BITS) - 1
     return Location(_FILES[mark >> (2 * _BITS)], (mark >> _BITS) & mask, mark & mask)
+
+
+class LazyMarks(MutableMapping[Path_, int]):
+    """The marks of a file that was read without them: made the first time one is looked up, by reading
+    the file's text (kept here) again. Only an error message needs a line, and recording 400,000 marks was a
+    third of the time a 100,000-task job took to read; a file with a problem is read with its marks."""
+
+    __slots__ = ("_text", "_file", "_marks", "_root")
+
+    def __init__(self, text: str, file: str, root: int) -> None:
+        self._text = text
+        self._file = file
+        self._marks: Optional[dict[Path_, int]] = None
+        self._root = root
+
+    def _made(self) -> dict[Path_, int]:
+        marks = self._marks
+        if marks is None:
+            from .yamlevents import EventReader
+
+            reader = EventReader(self._text, self._file)
+            reader.document()
+            marks = self._marks = reader.marks
+            self._text = ""
+        return marks
+
+    def get(self, key: Path_, default: Any = None) -> Any:
+        if key == () and self._marks is None:
+            return self._root
+        return self._made().get(key, default)
+
+    def __getitem__(self, key: Path_) -> int:
+        return self._made()[key]
+
+    def __setitem__(self, key: Path_, value: int) -> None:
+        self._made()[key] = value
+
+    def __delitem__(self, key: Path_) -> None:
+        del self._made()[key]
+
+    def __iter__(self) -> Iterator[Path_]:
+        return iter(self._made())
+
+    def __len__(self) -> int:
+        return len(self._made())
 
 
 #: the largest job file read (a 100,000-task job is a few MB)
@@ -84,7 +129,7 @@ class _Builder:
     def __init__(self, file: str, problems: list[Problem]) -> None:
         self.file = file
         self.problems = problems
-        self.marks: Marks = {}
+        self.marks: dict[Path_, int] = {}
         self.dollars: list[Path_] = []  # where a string value holds a "$" (substitution looks only there)
         self.constructor = yaml.constructor.SafeConstructor()
         self._stack: set[int] = set()
@@ -292,6 +337,7 @@ def read_yaml(path: Path, problems: list[Problem]) -> tuple[Any, Marks, list[Pat
     if len(text) > 2_000_000:
         print(f"reading {path} ({len(text) / 1e6:.1f} MB): large YAML files take a while", file=sys.stderr)
     builder: _Builder
+    lazy = False
     try:
         if _may_share(text):
             builder = _Builder(file, problems)
@@ -303,8 +349,12 @@ def read_yaml(path: Path, problems: list[Problem]) -> tuple[Any, Marks, list[Pat
         else:
             from .yamlevents import EventReader  # it builds on _Builder, defined here
 
-            builder = EventReader(text, file)
+            builder = EventReader(text, file, marking=False)
             found, data = builder.document()
+            lazy = not builder.problems
+            if not lazy:  # their lines, and the lines of what they refer to (a duplicate's first)
+                builder = EventReader(text, file)
+                found, data = builder.document()
             problems.extend(builder.problems)
     except yaml.YAMLError as exc:
         problems.append(_yaml_problem(file, exc, text))
@@ -327,4 +377,6 @@ def read_yaml(path: Path, problems: list[Problem]) -> tuple[Any, Marks, list[Pat
             )
         )
         return None, {}, []
+    if lazy:
+        return data, LazyMarks(text, file, builder.marks[()]), builder.dollars
     return data, builder.marks, builder.dollars
