@@ -14,7 +14,10 @@ For each shape it generates a project of no-op tasks and runs it several times a
 imports the same task module and forks one child per task, respecting the same dependencies and
 concurrency limit, and waits. Each no-op task appends its start time to a file, so "per task" is the time
 from the first task's start to the last one's over the tasks (start-up and shut-down excluded; in a chain,
-the hop). Ratios: ours / floor per task, and ours / original in wall time.
+the hop). Ratios: ours / floor per task, and ours / original in wall time. ``floor_io.py`` is the floor
+plus the I/O any runner that logs and checkpoints does per task (output pipes read into a log file per
+task, a result pipe, a journal line): ``floor+I/O vs floor`` is that I/O's cost here, a lower bound for
+the per-task targets.
 
 Flowmancer's own modules are byte-compiled first, as ``pip install`` does: a development checkout (an
 editable install, or ``PYTHONDONTWRITEBYTECODE=1``) would otherwise compile them at every start (~60 ms).
@@ -249,6 +252,7 @@ def make_project(root: Path, shape: Shape) -> Path:
     (root / "tasks" / "noop.py").write_text(TASKS)
     (root / "job.yaml").write_text(shape.yaml)
     (root / "floor.py").write_text(FLOOR)
+    shutil.copy(HERE / "floor_io.py", root / "floor_io.py")
     (root / "main.py").write_text(ORIGINAL_MAIN)
     (root / "driver.py").write_text(DRIVER)
     (root / "rss.py").write_text(RSS_WRAPPER)
@@ -271,6 +275,7 @@ def run_shape(
         "ours": [py, "rss.py", "module", "flowmancer", "-j", "job.yaml", "-qq"],
         "driver": [py, "rss.py", "path", "driver.py", "-j", "job.yaml", "-qq"],
         "floor": [py, "rss.py", "path", "floor.py", "job.yaml"],
+        "floor+io": [py, "rss.py", "path", "floor_io.py", "job.yaml", "floor-io-logs"],
     }
     if shape.alone:
         cmds = {"ours": cmds["ours"]}
@@ -326,13 +331,17 @@ def table(results: list[Result]) -> list[str]:
     shut-down do not count), for us and for the fork floor alike."""
     head = (
         "| shape | tasks | ours wall | floor wall | original wall | ours CPU | ours peak RSS | ours per task "
-        "| floor per task | per task vs floor | driver wall | driver vs CLI | vs original |"
+        "| floor per task | per task vs floor | floor+I/O per task | floor+I/O vs floor | ours vs floor+I/O "
+        "| driver wall | driver vs CLI | vs original |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 16]
     for r in results:
         ours, floor, orig = r.median("ours", "wall"), r.median("floor", "wall"), r.median("original", "wall")
         pt_ours, pt_floor = r.median("ours", "per_task"), r.median("floor", "per_task")
         ratio = f"{pt_ours / pt_floor:.2f}x" if pt_ours and pt_floor else "-"
+        pt_io = r.median("floor+io", "per_task")
+        io_floor = f"{pt_io / pt_floor:.2f}x" if pt_io and pt_floor else "-"
+        ours_io = f"{pt_ours / pt_io:.2f}x" if pt_ours and pt_io else "-"
         vs_orig = f"{ours / orig:.2f}x" if ours and orig else "-"
         driver = r.median("driver", "wall")
         vs_cli = f"{driver / ours:.2f}x" if driver and ours else "-"
@@ -340,7 +349,9 @@ def table(results: list[Result]) -> list[str]:
             f"| {r.shape.name} | {r.shape.n} | {fmt(ours)} | {fmt(floor)} | {fmt(orig)} | "
             f"{fmt(r.median('ours', 'cpu'))} | {fmt(r.median('ours', 'rss_mb'), 'MiB')} | "
             f"{'-' if pt_ours is None else f'{pt_ours * 1000:.2f} ms'} | "
-            f"{'-' if pt_floor is None else f'{pt_floor * 1000:.2f} ms'} | {ratio} | {fmt(driver)} | {vs_cli} | "
+            f"{'-' if pt_floor is None else f'{pt_floor * 1000:.2f} ms'} | {ratio} | "
+            f"{'-' if pt_io is None else f'{pt_io * 1000:.2f} ms'} | {io_floor} | {ours_io} | "
+            f"{fmt(driver)} | {vs_cli} | "
             f"{vs_orig} |"
         )
     return lines
@@ -444,6 +455,8 @@ def main() -> int:
         return by_name[shape].median(who, what) if shape in by_name else None
 
     lines += ["", "Issue #22's targets:", "", *targets.table(targets.rows(median, extra))]
+    if targets.bounds(median):
+        lines += ["", "Per task against the floor with a runner's I/O (`floor_io.py`):", "", *targets.bounds(median)]
     print("\n".join(lines))
     if args.write:
         header = [

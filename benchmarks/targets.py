@@ -52,6 +52,19 @@ def rows(median: Callable[[str, str, str], Optional[float]], extra: dict[str, fl
     return out
 
 
+def bounds(median: Callable[[str, str, str], Optional[float]]) -> list[str]:
+    """The per-task targets against ``floor_io.py``: what a log file, output pipes and a journal cost
+    without any runner (``floor+I/O / floor``), and what Flowmancer costs beyond them."""
+    lines = ["| shape | floor+I/O / floor | ours / floor+I/O |", "|---|---|---|"]
+    for shape in ("100 independent", "fan 1->200->1, mc 8", "1,000 independent", "chain of 30"):
+        floor, io, ours = (median(shape, who, "per_task") for who in ("floor", "floor+io", "ours"))
+        if io is None:
+            continue
+        a, b = _ratio(io, floor), _ratio(ours, io)
+        lines.append(f"| {shape} | {'-' if a is None else f'{a:.2f}x'} | {'-' if b is None else f'{b:.2f}x'} |")
+    return lines if len(lines) > 2 else []
+
+
 def table(measured: list[Row]) -> list[str]:
     lines = ["| target | limit | measured | |", "|---|---|---|---|"]
     for what, limit, value, unit in measured:

@@ -1,0 +1,84 @@
+"""The fork floor plus the I/O any runner with Flowmancer's defaults does per task: a lower bound.
+
+Copied into each benchmark project and run as ``python floor_io.py job.yaml LOGDIR`` (each run
+logs into a new folder there, as Flowmancer makes a run folder). Like ``run.FLOOR`` it
+imports the task module once and forks one child per task with the job's dependencies and concurrency; each
+child also gets what a job runner that logs and checkpoints cannot do without: its stdout and stderr are
+pipes the parent reads into a log file per task, its result comes back over a third pipe, the parent waits
+on the pipes and a pidfd in one ``select`` (no polling), and each completion is appended to a journal.
+Nothing else: no YAML validation, no plugins, no retries, no framing. Per task, ``floor_io / floor`` is what
+that I/O costs on this machine, and ``ours / floor_io`` what Flowmancer costs beyond it.
+"""
+
+import os
+import selectors
+import sys
+import time
+
+import yaml
+
+sys.path.insert(0, os.getcwd())
+import tasks.noop as mod  # noqa: E402
+
+job = yaml.safe_load(open(sys.argv[1]))
+logdir = os.path.join(sys.argv[2], str(time.time_ns()))
+os.makedirs(logdir, exist_ok=True)
+limit = (job.get("config") or {}).get("max_concurrency") or 0
+tasks = job["tasks"]
+waiting = {n: len(t.get("dependencies") or []) for n, t in tasks.items()}
+dependents: dict = {n: [] for n in tasks}
+for n, t in tasks.items():
+    for d in t.get("dependencies") or []:
+        dependents[d].append(n)
+ready = [n for n, c in waiting.items() if c == 0]
+sel = selectors.DefaultSelector()
+running: dict = {}
+journal = open(os.path.join(logdir, "checkpoint.jsonl"), "a")
+while ready or running:
+    while ready and (limit <= 0 or len(running) < limit):
+        n = ready.pop()
+        t = tasks[n]
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            for fd in (out_r, out_w, err_r, err_w, res_r):
+                os.close(fd)
+            getattr(mod, t["task"])(**(t.get("parameters") or {})).run()
+            os.write(res_w, b"ok\n")
+            os._exit(0)
+        for fd in (out_w, err_w, res_w):
+            os.close(fd)
+        log = open(os.path.join(logdir, n + ".log"), "a")
+        log.write(f"{n} started\n")
+        log.flush()
+        state = {"name": n, "pid": pid, "open": 4, "log": log, "pidfd": os.pidfd_open(pid)}
+        running[pid] = state
+        for fd in (out_r, err_r, res_r, state["pidfd"]):
+            sel.register(fd, selectors.EVENT_READ, state)
+    for key, _ in sel.select():
+        state, fd = key.data, key.fd
+        if fd == state["pidfd"]:
+            os.waitpid(state["pid"], 0)
+        else:
+            data = os.read(fd, 65536)
+            if data:
+                state["log"].write(data.decode())
+                continue
+        sel.unregister(fd)
+        os.close(fd)
+        state["open"] -= 1
+        if state["open"] == 0:
+            n = state["name"]
+            state["log"].write(f"{n} completed\n")
+            state["log"].close()
+            del running[state["pid"]]
+            journal.write(f'"{n}"\n')
+            journal.flush()
+            for d in dependents[n]:
+                waiting[d] -= 1
+                if waiting[d] == 0:
+                    ready.append(d)
