@@ -11,6 +11,7 @@ that I/O costs on this machine, and ``ours / floor_io`` what Flowmancer costs be
 """
 
 import os
+import resource
 import selectors
 import sys
 import time
@@ -24,6 +25,9 @@ job = yaml.safe_load(open(sys.argv[1]))
 logdir = os.path.join(sys.argv[2], str(time.time_ns()))
 os.makedirs(logdir, exist_ok=True)
 limit = (job.get("config") or {}).get("max_concurrency") or 0
+# Four descriptors per running task: at most as many tasks at once as the descriptor limit allows (ours too).
+fd_cap = (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64) // 5
+limit = min(limit, fd_cap) if limit > 0 else fd_cap
 tasks = job["tasks"]
 waiting = {n: len(t.get("dependencies") or []) for n, t in tasks.items()}
 dependents: dict = {n: [] for n in tasks}

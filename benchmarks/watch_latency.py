@@ -86,7 +86,9 @@ def measure(saves: int, gap: float, verbose: bool = True) -> tuple[list[float], 
                     )
                 time.sleep(gap)
         finally:
-            os.killpg(proc.pid, signal.SIGINT)
+            # SIGTERM, not SIGINT: started in the background of a shell without job control (nohup ... &),
+            # this process and its children ignore SIGINT, as a program must when started so.
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(20)
     return samples, first_task
 
