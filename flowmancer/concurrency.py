@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
-from .job import Job, TaskRun
+from .job import Job
 from .markers import hookimpl
 
 
@@ -26,7 +26,7 @@ def limit(job: Job) -> int:
 
 
 @hookimpl
-def flowmancer_task_can_start(job: Job, task: TaskRun) -> Optional[bool]:
+def flowmancer_job_has_room(job: Job) -> Optional[bool]:
     n = limit(job)
     if n <= 0:
         return None

@@ -123,6 +123,8 @@ class Scheduler(Stopping):
             while self.ready and not self.aborting and not self.job.stopping:
                 if len(self.job.running) + len(self.lingering) >= self.fd_budget:  # "no limit" has a limit too
                     return
+                if False in self.hook.flowmancer_job_has_room(job=self.job):  # max_concurrency, say
+                    return
                 entry = self.ready[0]
                 task = self.job.tasks[entry[1]]
                 if task.attempt == 0 and task.name not in self.reuse_asked:  # once, when it first becomes ready
@@ -135,7 +137,7 @@ class Scheduler(Stopping):
                 answers = self.hook.flowmancer_task_can_start(job=self.job, task=task)
                 if False in answers:
                     # Held back: a later task may still start (a gate such as a resource pool refuses some tasks
-                    # only). A gate that refuses all (max_concurrency) ends the pass after HOLD_SCAN refusals.
+                    # only). A per-task gate that refuses every task ends the pass after HOLD_SCAN refusals.
                     held.append(heapq.heappop(self.ready))
                     if len(held) >= HOLD_SCAN:
                         return
@@ -343,7 +345,10 @@ class Scheduler(Stopping):
                 self._honour_stop()
                 if not job.running and not self.lingering and not self._retry_pending():
                     if self.ready and not job.stopping:
-                        raise RuntimeError("a flowmancer_task_can_start hook refuses every task while none runs")
+                        raise RuntimeError(
+                            "a flowmancer_job_has_room or flowmancer_task_can_start hook refuses every task while "
+                            "none runs"
+                        )
                     break  # what timers are left belong to attempts that are over
                 timeout = self.timers.wait()
                 wake = [w for w in self.hook.flowmancer_runjob_idle(job=job) if w is not None]

@@ -111,6 +111,37 @@ def test_can_start_gate_and_report_header_and_addoption(recorder_project, timeli
     assert timeline.max_overlap() == 1
 
 
+def test_job_has_room_gates_every_task_at_once(recorder_project, timeline):
+    tasks = "\n".join(f"  t{i}: {{task: Record, parameters: {{sleep: 0.1}}}}" for i in range(5))
+    recorder_project.make_jobdef(f"tasks:\n{tasks}\n")
+
+    class TwoAtATime:
+        @hookimpl
+        def flowmancer_job_has_room(self, job):
+            return len(job.running) < 2
+
+    result = recorder_project.run(plugins=(TwoAtATime(),))
+    assert result.ret == 0
+    assert timeline.max_overlap() == 2 and len(timeline.rows()) == 5
+
+
+def test_max_concurrency_does_not_ask_every_ready_task_on_every_pass(recorder_project, timeline):
+    """Under max_concurrency, a full pass costs one gate call, not one per ready task (it made 17,000
+    can_start calls for a fan of 1,000 under max_concurrency 8)."""
+    mids = "".join(f"  m{i}: {{task: Record, dependencies: [src]}}\n" for i in range(60))
+    recorder_project.make_jobdef(f"config: {{max_concurrency: 2}}\ntasks:\n  src: {{task: Record}}\n{mids}")
+    asked: list[str] = []
+
+    class Count:
+        @hookimpl
+        def flowmancer_task_can_start(self, job, task):
+            asked.append(task.name)
+
+    result = recorder_project.run(plugins=(Count(),))
+    assert result.ret == 0 and len(timeline.rows()) == 61
+    assert len(asked) == 61  # each task once, when a slot was free for it
+
+
 def test_collection_modifytasks_can_skip(recorder_project, timeline):
     recorder_project.make_jobdef("tasks:\n  a: {task: Record}\n  b: {task: Record, dependencies: [a]}\n")
 
