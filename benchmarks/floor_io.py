@@ -1,13 +1,14 @@
-"""The fork floor plus the I/O any runner with Flowmancer's defaults does per task: a lower bound.
+"""The fork floor plus what any runner with Flowmancer's defaults must do: a lower bound.
 
-Copied into each benchmark project and run as ``python floor_io.py job.yaml LOGDIR`` (each run
-logs into a new folder there, as Flowmancer makes a run folder). Like ``run.FLOOR`` it
-imports the task module once and forks one child per task with the job's dependencies and concurrency; each
-child also gets what a job runner that logs and checkpoints cannot do without: its stdout and stderr are
-pipes the parent reads into a log file per task, its result comes back over a third pipe, the parent waits
-on the pipes and a pidfd in one ``select`` (no polling), and each completion is appended to a journal.
-Nothing else: no YAML validation, no plugins, no retries, no framing. Per task, ``floor_io / floor`` is what
-that I/O costs on this machine, and ``ours / floor_io`` what Flowmancer costs beyond it.
+Copied into each benchmark project and run as ``python floor_io.py job.yaml LOGDIR`` (each run logs into a
+new folder there, as Flowmancer makes a run folder). Like ``run.FLOOR`` it imports the task module once and
+forks one child per task with the job's dependencies and concurrency. It also does what a job runner that
+reports a bad job at its line, logs and checkpoints cannot do without: the job is validated with the
+job-definition models (pydantic) before the first fork; each task's stdout and stderr are pipes the parent
+reads into a log file per task, its result comes back over a third pipe, the parent waits on the pipes and a
+pidfd in one ``select`` (no polling), and each completion is appended to a journal. Nothing else: no line
+marks, no plugins, no retries, no framing, no check of the task classes. ``floor_io / floor`` is what that
+costs here; ``ours / floor_io`` what Flowmancer costs beyond it.
 """
 
 import os
@@ -22,6 +23,9 @@ sys.path.insert(0, os.getcwd())
 import tasks.noop as mod  # noqa: E402
 
 job = yaml.safe_load(open(sys.argv[1]))
+from flowmancer.jobdef.models import JobDefinition  # noqa: E402 - building it is part of what is measured
+
+JobDefinition.model_validate(job)
 logdir = os.path.join(sys.argv[2], str(time.time_ns()))
 os.makedirs(logdir, exist_ok=True)
 limit = (job.get("config") or {}).get("max_concurrency") or 0

@@ -65,6 +65,41 @@ def bounds(median: Callable[[str, str, str], Optional[float]]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
+def bound_rows(median: Callable[[str, str, str], Optional[float]], extra: dict[str, float]) -> list[str]:
+    """The unmet kinds of target measured on ``floor_io.py`` instead of Flowmancer: where even that lower
+    bound is over the limit, no runner doing what it does can meet the target on this machine."""
+    lines = ["| target | limit | floor_io.py's own | |", "|---|---|---|---|"]
+    rows: list[Row] = []
+    for shape, limit in (("1 task", 1.0), ("chain of 30", 0.7), ("100 independent", 0.7)):
+        rows.append(
+            (
+                f"floor_io / Luigi, {shape}",
+                limit,
+                _ratio(median(shape, "floor+io", "wall"), median(shape, "luigi", "wall")),
+                "x",
+            )
+        )
+    for shape in ("1 task", "100 independent", "chain of 30", "fan 1->200->1, mc 8", "1,000 independent"):
+        limit = 0.2 if shape.startswith("1,000") else 0.25
+        io = median(shape, "floor+io", "wall")
+        rows.append((f"floor_io / original, {shape}", limit, _ratio(io, median(shape, "original", "wall")), "x"))
+    for shape in ("100 independent", "fan 1->200->1, mc 8", "1,000 independent"):
+        rows.append(
+            (
+                f"floor_io per task / floor, {shape}",
+                1.15,
+                _ratio(median(shape, "floor+io", "per_task"), median(shape, "floor", "per_task")),
+                "x",
+            )
+        )
+    hop = _ratio(median("chain of 30", "floor+io", "per_task"), median("chain of 30", "floor", "per_task"))
+    rows.append(("floor_io chain hop / floor's hop", 1.05, hop, "x"))
+    rows.append(("floor_io start-up: first task after the floor's", 30.0, extra.get("startup_bound_ms"), " ms"))
+    for line in table(rows)[2:]:
+        lines.append(line.replace("| met |", "| possible |").replace("| NOT MET |", "| impossible here |"))
+    return lines
+
+
 def table(measured: list[Row]) -> list[str]:
     lines = ["| target | limit | measured | |", "|---|---|---|---|"]
     for what, limit, value, unit in measured:
