@@ -188,16 +188,12 @@ def flowmancer_task_reuse(job: Job, task: TaskRun) -> Optional[TaskResult]:
 
 @hookspec
 def flowmancer_job_has_room(job: Job) -> Optional[bool]:
-    """Gate for every ready task at once: may any task start now?
+    """Gate for every ready task at once: may any start now? A limit on all tasks alike belongs here, not
+    in ``task_can_start``, asked per ready task (``max_concurrency`` there made 17,000 calls for a fan of
+    1,000). The built-in ``concurrency`` plugin enforces ``max_concurrency`` here.
 
     :param job: the ``Job``; ``job.running`` holds the tasks running now.
-    :return: ``False``: none may (asked again after the next task finishes or timer fires).
-
-    Asked before each task a start pass considers. A limit that holds back every task alike belongs here,
-    not in ``flowmancer_task_can_start``: asked per task, it cost one call per ready task on every pass
-    (a fan of 1,000 under ``max_concurrency: 8`` made 17,000 calls). The built-in ``concurrency`` plugin
-    enforces ``max_concurrency`` here.
-    """
+    :return: ``False``: none may start (asked again after the next task finishes or timer fires)."""
 
 
 @hookspec
