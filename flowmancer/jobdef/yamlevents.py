@@ -96,11 +96,8 @@ class EventReader(_Builder):
             return self._skip(ev)
         cls = ev.__class__
         if cls is _Scalar:
-            if ev.tag is None and (not ev.implicit[0] or self._is_str(ev.value)):
-                if "$" in ev.value:
-                    self.dollars.append(path)
-                return ev.value
-            node = self._tagged(ev, _STR_TAG)
+            plain = ev.tag is None and (not ev.implicit[0] or self._is_str(ev.value))
+            node = None if plain else self._tagged(ev, _STR_TAG)
             if node is None:
                 if "$" in ev.value:
                     self.dollars.append(path)
