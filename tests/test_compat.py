@@ -35,6 +35,16 @@ def test_import_paths():
     from flowmancer.task import Task, task  # noqa: F401
 
 
+def test_event_base_classes_where_the_original_imported_them():
+    """The original's ``loggers/logger.py`` and ``extensions/extension.py`` imported these (made on first use)."""
+    from flowmancer.eventbus.execution import SerializableExecutionEvent as E
+    from flowmancer.eventbus.log import SerializableLogEvent as L
+    from flowmancer.extensions.extension import SerializableExecutionEvent as E3
+    from flowmancer.loggers.logger import SerializableLogEvent as L3
+
+    assert (E3, L3) == (E, L)
+
+
 def test_names_and_shapes():
     from flowmancer.checkpointer import CheckpointContents
     from flowmancer.eventbus.execution import ExecutionState, ExecutionStateTransition

@@ -8,13 +8,15 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from pydantic import PrivateAttr
 
-from ..eventbus.log import LogEndEvent, LogStartEvent, LogWriteEvent, SerializableLogEvent
 from ..files import file_name
 from .logger import Logger, logger
+
+if TYPE_CHECKING:
+    from ..eventbus.log import SerializableLogEvent
 
 RUN_DIR_FORMAT = "%Y-%m-%dT%H-%M-%S.%f"
 
@@ -184,6 +186,8 @@ class FileLogger(Logger):
             self._state.close()
 
     async def update(self, evt: SerializableLogEvent) -> None:
+        from ..eventbus.log import LogEndEvent, LogStartEvent, LogWriteEvent  # not before: see loggers.logger
+
         if isinstance(evt, LogWriteEvent):
             self.write(evt.name, evt.severity.value, evt.message, evt.timestamp)
         elif isinstance(evt, LogStartEvent):

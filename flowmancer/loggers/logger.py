@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import TYPE_CHECKING, Any
 
 from .. import registry
 from ..basecomponent import Component
-from ..eventbus.log import SerializableLogEvent
+
+if TYPE_CHECKING:
+    from ..eventbus.log import SerializableLogEvent
 
 
 class Logger(Component):
@@ -18,3 +21,13 @@ class Logger(Component):
 
 
 logger = registry.decorator("logger", Logger, "flowmancer.loggers.Logger")
+
+
+def __getattr__(name: str) -> Any:
+    """``SerializableLogEvent``, importable from here as in the original, made on first use: a run without a YAML
+    logger never needs the event classes (~3 ms of every run's start)."""
+    if name == "SerializableLogEvent":
+        from ..eventbus.log import SerializableLogEvent
+
+        return SerializableLogEvent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
