@@ -13,7 +13,6 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
-import pkgutil
 import sys
 import traceback
 from pathlib import Path
@@ -269,6 +268,8 @@ def collect_packages(packages: Iterable[str], where: str = "config.extension_pac
         paths = getattr(mod, "__path__", None)
         if not paths:
             continue
+        import pkgutil  # only now: most jobs name no package (start-up)
+
         for info in pkgutil.walk_packages(paths, prefix=f"{pkg}.", onerror=lambda _n: None):
             try:
                 importlib.import_module(info.name)

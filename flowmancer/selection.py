@@ -11,7 +11,6 @@ from typing import Callable
 
 from .config import Config
 from .errors import NoTasksSelected, UsageError, closest
-from .expression import Expression
 from .job import Job, TaskRun
 from .markers import hookimpl
 from .stash import StashKey
@@ -80,6 +79,8 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
     if not (skip or only or run_from or run_to or keyword or markexpr):
         return
     keep = set(job.tasks)
+    if keyword or markexpr:
+        from .expression import Expression  # only now: most runs select nothing (start-up)
     if keyword:
         kexpr = Expression(keyword, "-k")
         keep = {t.name for t in job if kexpr.evaluate(lambda w, t=t: _kw_match(w, t))}  # type: ignore[misc]
