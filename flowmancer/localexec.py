@@ -240,6 +240,8 @@ def _start_mp(job: Job, task: TaskRun, method: str, conn: Any, out: tuple[int, i
 _SERVER = StashKey[tuple[Optional["ForkServer"], bool]]("localexec.forkserver")
 _GUARDIAN = StashKey[Optional[Guardian]]("localexec.guardian")
 _FILES = StashKey[tuple[Any, ...]]("localexec.module_files")
+#: the early server, stopped unused, to reap when the job ends
+_UNUSED = StashKey["ForkServer"]("localexec.unused_forkserver")
 #: jobs with at least this many tasks get a fork server (its start-up costs about one interpreter start)
 FORK_SERVER_MIN_TASKS = 300
 
@@ -267,7 +269,8 @@ def _server(job: Job, needed: bool = False) -> Optional[ForkServer]:
         if file and t.cls.__module__ != "__main__":
             modules[t.cls.__module__] = file
     if server is not None and (not modules or wanted == "0" or (len(job.tasks) < 2 and not needed)):
-        server.close()
+        server.stop()  # reaped when the job ends: its exit (~3 ms) is not the first task's to wait for
+        job.stash[_UNUSED] = server
         server = None
     elif server is None and modules and wanted != "0":
         if wanted == "1" or needed or len(job.tasks) >= FORK_SERVER_MIN_TASKS:
@@ -334,8 +337,9 @@ def flowmancer_runjob(job: Job) -> Any:
         server, _ = job.stash.pop(_SERVER, (None, False))
         guardian = job.stash.pop(_GUARDIAN, None)
         try:
-            if server is not None:
-                server.close()
+            for s in (server, job.stash.pop(_UNUSED, None)):
+                if s is not None:
+                    s.close()
         finally:
             if guardian is not None:
                 guardian.close()

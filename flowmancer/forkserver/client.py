@@ -266,8 +266,8 @@ class ForkServer:
                 return None
         return self._exits.pop(pid)
 
-    def close(self) -> None:
-        """End the server (it exits when the socket closes) and reap it."""
+    def stop(self) -> None:
+        """End the server (it exits when the socket closes) without waiting for it; ``close`` reaps it."""
         self._gone()
         self.chan.sock.close()
         if not self.loading:  # never used: do not wait for it to finish importing
@@ -277,6 +277,11 @@ class ForkServer:
                 pass
         for pidfd in (a[1] for a in self._answers.values()):
             os.close(pidfd)
+        self._answers.clear()
+
+    def close(self) -> None:
+        """End the server and reap it."""
+        self.stop()
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
