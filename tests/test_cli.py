@@ -112,6 +112,27 @@ def test_python_dash_m_and_console_script_agree(project):
     assert proc.returncode == 0 and "2 completed" in proc.stdout
 
 
+def test_a_plain_run_imports_only_what_it_uses(project):
+    """Start-up: what only some runs use is imported by those runs (each of these cost 0.3-3 ms of every
+    start), and a run that uses it still works."""
+    r = project.run_python("-X", "importtime", "-m", "flowmancer", "-j", "job.yaml", "-q")
+    assert r.ret == 0 and "2 completed" in r.stdout, r.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "flowmancer.task" in imported  # the measurement sees the run's imports
+    unused = {
+        "flowmancer.eventbus.log": "no YAML logger",
+        "flowmancer.eventbus.execution": "no YAML extension",
+        "flowmancer.incremental.state": "not --incremental",
+        "flowmancer.incremental.fingerprint": "not --incremental",
+        "flowmancer.expression": "no -k or -m",
+        "pkgutil": "no extension_packages",
+        "email.parser": "no two distributions with flowmancer entry points",
+    }
+    assert not {m: why for m, why in unused.items() if m in imported}
+    r = project.run_subprocess("--incremental", "-k", "a or b", "-q")
+    assert r.ret == 0 and "2 completed" in r.stdout, r.stderr
+
+
 EXIT_CONF = """
 import atexit
 from flowmancer import hookimpl
