@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 import sys
 
 
@@ -13,11 +15,22 @@ def main() -> None:
 
             print(f"flowmancer {__version__}")
             return
-        from .forkserver import prestart
+        # Ctrl-C during the imports is taken up after them: a KeyboardInterrupt raised inside one can leave
+        # a module half made (pydantic_core's Rust import panics and prints its own traceback).
+        pressed: list[int] = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+        gc.disable()  # what the imports make lives on: see jobdef.load.collector_paused
+        try:
+            from .forkserver import prestart
 
-        prestart(sys.argv[1:])  # before the heavy imports below: see prestart
-        from .cli import console_main
-
+            prestart(sys.argv[1:])  # before the heavy imports below: see prestart
+            from .cli import console_main
+        finally:
+            gc.freeze()
+            gc.enable()
+            signal.signal(signal.SIGINT, previous)
+        if pressed:
+            raise KeyboardInterrupt
         console_main()
     except KeyboardInterrupt:  # Ctrl-C outside the scheduler (which handles it itself): a message, no traceback
         print("interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from .config import Config, find_rootdir, read_settings
 from .errors import FlowmancerError, UsageError
 from .exitcode import ExitCode
 from .hookrelay import answer
+from .jobdef.load import collector_paused
 from .pluginmanager import FlowmancerPluginManager, preparse_plugin_args
 
 EPILOG = """\
@@ -220,9 +221,12 @@ def run(
         return int(ExitCode.USAGE_ERROR), None
     saved = stdio.guard()  # a reader that goes away (| head) or a closed terminal never ends the run
     early = signalwatch.catch_early()
+    frozen = gc.get_freeze_count()
     try:
         return _run(argv, prog, default_root, default_jobdef, extra_vars, raise_errors, plugins, raise_interrupt)
     finally:
+        if gc.get_freeze_count() > frozen:  # what start-up froze and no fork gave back (see collector_paused)
+            gc.unfreeze()
         signalwatch.release_early(early)
         stdio.restore(saved)
 
@@ -239,7 +243,8 @@ def _run(
 ) -> tuple[int, Optional[Config]]:
     config: Optional[Config] = None
     try:
-        config = _setup(argv, prog, default_root, default_jobdef, extra_vars, plugins)
+        with collector_paused(freeze=True):  # the plugins' imports: as the job's loading
+            config = _setup(argv, prog, default_root, default_jobdef, extra_vars, plugins)
     except FlowmancerError as exc:
         if raise_errors:
             raise

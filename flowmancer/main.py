@@ -70,7 +70,7 @@ def flowmancer_cmdline_main(config: Config) -> int:
     hook = config.hook
     if config.option.restart and not config.pluginmanager.has_plugin("checkpoint"):
         print("WARNING: -r: checkpointing is disabled (-p no:checkpoint); running the whole job", file=sys.stderr)
-    with collector_paused():  # set-up makes what the run keeps; the collector resumes when tasks start
+    with collector_paused(freeze=True):  # set-up makes what the run keeps; the collector resumes when tasks start
         job = answer(hook.flowmancer_load_jobdef(config=config), "flowmancer_load_jobdef")
         config.job = job
         hook.flowmancer_collection_modifytasks(config=config, job=job)

@@ -133,6 +133,66 @@ def test_a_plain_run_imports_only_what_it_uses(project):
     assert r.ret == 0 and "2 completed" in r.stdout, r.stderr
 
 
+GC_CONF = """
+import gc
+from flowmancer import hookimpl
+
+@hookimpl
+def flowmancer_task_start(job, task):
+    open("gc.txt", "a").write(f"start {task.name} {gc.isenabled()}\\n")
+
+@hookimpl
+def flowmancer_task_finish(job, task, result):
+    open("gc.txt", "a").write(f"finish {task.name} {gc.isenabled()}\\n")
+"""
+
+GC_TASKS = """
+import gc
+from flowmancer.task import Task, task
+
+@task
+class Gc(Task):
+    def run(self):
+        open("gc.txt", "a").write(f"task {self.task_info.name} {gc.isenabled()}\\n")
+"""
+
+
+@pytest.mark.parametrize("how", ["cli", "driver"])
+def test_the_collector_is_on_once_the_run_starts(fmtester, how):
+    """Start-up (up to ``flowmancer_job_start``) pauses the cyclic garbage collector (what it makes lives on);
+    the run itself and the tasks collect as usual, through ``flowmancer`` and through the driver."""
+    fmtester.make_tasks(GC_TASKS)
+    fmtester.make_conf(GC_CONF)
+    fmtester.make_jobdef("tasks:\n  a: {task: Gc}\n  b: {task: Gc, dependencies: [a]}\n")
+    if how == "cli":
+        r = fmtester.run_subprocess("-q")
+    else:
+        fmtester.makefile("main.py", "from flowmancer import Flowmancer\nraise SystemExit(Flowmancer().start())\n")
+        r = fmtester.run_python("main.py", "-j", "job.yaml", "-q")
+    assert r.ret == 0, r.stderr
+    lines = (fmtester.path / "gc.txt").read_text().splitlines()
+    assert sorted(lines) == sorted(
+        ["start a True", "task a True", "finish a True", "start b True", "task b True", "finish b True"]
+    ), lines
+
+
+def test_a_driver_run_that_forks_nothing_leaves_nothing_frozen(fmtester):
+    """Start-up freezes what it made (out of the collector's sight); a run that forks no task (a dry run, a
+    job definition error) gives it back at its end, so a process that runs jobs again and again leaks nothing."""
+    fmtester.make_tasks(GC_TASKS)
+    fmtester.make_jobdef("tasks:\n  a: {task: Gc}\n")
+    fmtester.makefile(
+        "main.py",
+        "import gc\nfrom flowmancer import Flowmancer\n"
+        "for argv in (['-j', 'job.yaml', '-n'], ['-j', 'missing.yaml'], ['-j', 'job.yaml', '-q']):\n"
+        "    Flowmancer().start(argv=argv)\n"
+        "    print('frozen', gc.get_freeze_count())\n",
+    )
+    r = fmtester.run_python("main.py")
+    assert r.ret == 0, r.stderr
+    assert [line for line in r.stdout.splitlines() if line.startswith("frozen")] == ["frozen 0"] * 3, r.stdout
+
+
 EXIT_CONF = """
 import atexit
 from flowmancer import hookimpl
