@@ -27,12 +27,16 @@ class Standby:
 
     def __init__(self) -> None:
         read, self._write = os.pipe()
+        # Started with Ctrl-C blocked (the mask survives exec): one pressed while the interpreter starts waits
+        # for ``main`` to take it up, instead of breaking an import with a KeyboardInterrupt traceback.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", "flowmancer.standby", str(read)], pass_fds=(read,))
         except BaseException:
             os.close(self._write)
             raise
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read)
 
     def go(self, argv: list[str], changes: str) -> subprocess.Popen[bytes]:
@@ -91,6 +95,7 @@ def main(fd: int) -> None:
     # write to a killed standby from failing, and the run handed to it would be lost.
     os.set_inheritable(fd, False)
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see Standby: a pending Ctrl-C raises here
         for name in _WARM:
             importlib.import_module(name)
         from .pluginmanager import BUILTINS
