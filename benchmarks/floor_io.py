@@ -9,15 +9,73 @@ reads into a log file per task, its result comes back over a third pipe, the par
 pidfd in one ``select`` (no polling), and each completion is appended to a journal. Nothing else: no line
 marks, no plugins, no retries, no framing, no check of the task classes. ``floor_io / floor`` is what that
 costs here; ``ours / floor_io`` what Flowmancer costs beyond it.
+
+``--spec`` (after the two arguments) adds the least of what Flowmancer's specification asks of any runner
+meeting it, each in its cheapest form: a command line (``argparse``); plugins (pluggy: a core emitting hooks,
+plugins found through the ``flowmancer`` entry points) with one no-op plugin, called at the job's start and
+end and four times per task (start, two state changes, finish); the run lock (two runs of one job never
+share a checkpoint: ``flock``); and the guardian (task processes die with the runner, so a task never runs
+twice): a forked process told each task's pid as it starts and ends. ``floor_io --spec`` is a lower bound for
+Flowmancer as specified, not only for a runner with its defaults.
 """
 
 import os
 import resource
 import selectors
+import struct
 import sys
 import time
 
 import yaml
+
+SPEC = sys.argv[3:4] == ["--spec"]
+if SPEC:
+    import argparse
+    import fcntl
+    from importlib.metadata import distributions
+
+    import pluggy
+
+    argparse.ArgumentParser(prog="floor_io").add_argument("-j")
+    plugin_dists = [d for d in distributions() if "[flowmancer]" in (d.read_text("entry_points.txt") or "")]
+    spec, impl = pluggy.HookspecMarker("floor"), pluggy.HookimplMarker("floor")
+
+    class Specs:
+        @spec
+        def job_start(self, job): ...
+
+        @spec
+        def task_start(self, name): ...
+
+        @spec
+        def task_transition(self, name, state): ...
+
+        @spec
+        def task_finish(self, name): ...
+
+        @spec
+        def job_finish(self, job): ...
+
+    class NoOp:
+        @impl
+        def job_start(self, job): ...
+
+        @impl
+        def task_start(self, name): ...
+
+        @impl
+        def task_transition(self, name, state): ...
+
+        @impl
+        def task_finish(self, name): ...
+
+        @impl
+        def job_finish(self, job): ...
+
+    pm = pluggy.PluginManager("floor")
+    pm.add_hookspecs(Specs)
+    pm.register(NoOp())
+    hook = pm.hook
 
 sys.path.insert(0, os.getcwd())
 import tasks.noop as mod  # noqa: E402
@@ -28,6 +86,17 @@ from flowmancer.jobdef.models import JobDefinition  # noqa: E402 - building it i
 JobDefinition.model_validate(job)
 logdir = os.path.join(sys.argv[2], str(time.time_ns()))
 os.makedirs(logdir, exist_ok=True)
+if SPEC:
+    lock = open(os.path.join(sys.argv[2], "run.lock"), "a")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    guard_r, guard_w = os.pipe()
+    if os.fork() == 0:  # the guardian: reads the pids until the runner's end closes the pipe
+        os.close(guard_w)
+        while os.read(guard_r, 4096):
+            pass
+        os._exit(0)
+    os.close(guard_r)
+    hook.job_start(job=job)
 limit = (job.get("config") or {}).get("max_concurrency") or 0
 # Four descriptors per running task: at most as many tasks at once as the descriptor limit allows (ours too).
 fd_cap = (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64) // 5
@@ -63,6 +132,10 @@ while ready or running:
         log = open(os.path.join(logdir, n + ".log"), "a")
         log.write(f"{n} started\n")
         log.flush()
+        if SPEC:
+            os.write(guard_w, b"+" + struct.pack("=i", pid))
+            hook.task_start(name=n)
+            hook.task_transition(name=n, state="RUNNING")
         state = {"name": n, "pid": pid, "open": 4, "log": log, "pidfd": os.pidfd_open(pid)}
         running[pid] = state
         for fd in (out_r, err_r, res_r, state["pidfd"]):
@@ -71,6 +144,8 @@ while ready or running:
         state, fd = key.data, key.fd
         if fd == state["pidfd"]:
             os.waitpid(state["pid"], 0)
+            if SPEC:
+                os.write(guard_w, b"-" + struct.pack("=i", state["pid"]))
         else:
             data = os.read(fd, 65536)
             if data:
@@ -86,7 +161,12 @@ while ready or running:
             del running[state["pid"]]
             journal.write(f'"{n}"\n')
             journal.flush()
+            if SPEC:
+                hook.task_transition(name=n, state="COMPLETED")
+                hook.task_finish(name=n)
             for d in dependents[n]:
                 waiting[d] -= 1
                 if waiting[d] == 0:
                     ready.append(d)
+if SPEC:
+    hook.job_finish(job=job)
