@@ -16,7 +16,7 @@ from .config import Config, find_rootdir, read_settings
 from .errors import FlowmancerError, UsageError
 from .exitcode import ExitCode
 from .hookrelay import answer
-from .jobdef.load import collector_paused
+from .jobdef.load import collector_paused, thaw
 from .pluginmanager import FlowmancerPluginManager, preparse_plugin_args
 
 EPILOG = """\
@@ -221,12 +221,10 @@ def run(
         return int(ExitCode.USAGE_ERROR), None
     saved = stdio.guard()  # a reader that goes away (| head) or a closed terminal never ends the run
     early = signalwatch.catch_early()
-    frozen = gc.get_freeze_count()
     try:
         return _run(argv, prog, default_root, default_jobdef, extra_vars, raise_errors, plugins, raise_interrupt)
     finally:
-        if gc.get_freeze_count() > frozen:  # what start-up froze and no fork gave back (see collector_paused)
-            gc.unfreeze()
+        thaw()  # what start-up froze, if no fork gave it back (see collector_paused)
         signalwatch.release_early(early)
         stdio.restore(saved)
 

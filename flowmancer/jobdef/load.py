@@ -45,8 +45,9 @@ def collector_paused(freeze: bool = False) -> Iterator[None]:
 
     ``freeze``: then move what exists out of the collector's sight (``gc.freeze``), or its first pass would
     go over all of it at once (10-15 ms of a small job's start). The first task's fork gives it back to the
-    oldest generation (``lifeline.frozen_fork``), or the end of the run if none forked (``cli.run``): garbage
+    oldest generation (``lifeline.frozen_fork``), or the end of the run (``thaw``, from ``cli.run``): garbage
     made meanwhile is still collected, in the ``flowmancer`` command and in a driver's process alike."""
+    global _frozen
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -54,8 +55,20 @@ def collector_paused(freeze: bool = False) -> Iterator[None]:
     finally:
         if freeze:
             gc.freeze()
+            _frozen = True
         if enabled:
             gc.enable()
+
+
+_frozen = False  # collector_paused froze what start-up made (gc.get_freeze_count() would count it: ~2 ms)
+
+
+def thaw() -> None:
+    """Give what ``collector_paused(freeze=True)`` froze back to the collector, if anything did."""
+    global _frozen
+    if _frozen:
+        _frozen = False
+        gc.unfreeze()
 
 
 def _load(
