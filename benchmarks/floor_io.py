@@ -36,7 +36,9 @@ if SPEC:
 
     import pluggy
 
-    argparse.ArgumentParser(prog="floor_io").add_argument("-j")
+    cli = argparse.ArgumentParser(prog="floor_io")
+    cli.add_argument("-j")
+    cli.parse_args(["-j", sys.argv[1]])
     plugin_dists = [d for d in distributions() if "[flowmancer]" in (d.read_text("entry_points.txt") or "")]
     spec, impl = pluggy.HookspecMarker("floor"), pluggy.HookimplMarker("floor")
 
@@ -56,21 +58,8 @@ if SPEC:
         @spec
         def job_finish(self, job): ...
 
-    class NoOp:
-        @impl
-        def job_start(self, job): ...
-
-        @impl
-        def task_start(self, name): ...
-
-        @impl
-        def task_transition(self, name, state): ...
-
-        @impl
-        def task_finish(self, name): ...
-
-        @impl
-        def job_finish(self, job): ...
+    class NoOp:  # every hook a no-op (an implementation may take fewer arguments than its specification)
+        job_start = task_start = task_transition = task_finish = job_finish = impl(lambda self: None)
 
     pm = pluggy.PluginManager("floor")
     pm.add_hookspecs(Specs)
