@@ -8,12 +8,11 @@ output pipes (the task's descriptors 1 and 2, see ``output``) and the process se
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from . import messages, output
+from . import messages, output, prepared
 from .executor import TaskHandle, signal_group
 from .lifeline import Guardian, fork_is_safe
 from .markers import hookimpl
@@ -34,8 +33,30 @@ class ProcessHandle(TaskHandle):
     def __init__(self, job: Job, task: TaskRun) -> None:
         method = start_method()
         forking = method == "fork" and pidfds_work()  # else multiprocessing's fork or spawn context
-        child_conn: Any = None
         self.conn: Union[PipeReader, ConnectionReader]
+        # no copy of shared_dict per spawn: a forked child sees it as of the fork, the rest pickle it now
+        args = prepared.attempt_args(job, task, task.attempt)
+        ready = prepared.take(job, task, args) if forking else None
+        proc: Child
+        if ready is not None:
+            proc, self.outputs, event_r = ready
+            self.conn = PipeReader(event_r)
+        else:
+            proc = self._start(job, task, method, forking, args)
+        self.proc: Child = proc
+        if not proc.served and proc.pid is not None:  # the server does this for its children
+            try:  # also set from here: no window in which a signal to the group misses the child
+                os.setpgid(proc.pid, proc.pid)
+            except OSError:
+                pass
+        self._conn_open = True
+        self._reported = False  # a finished event arrived
+        self._sentinel_watched = False
+        self._exited = False  # the process is gone and its pipes are drained
+        self.finished: Optional[messages.ExitEvent] = None
+
+    def _start(self, job: Job, task: TaskRun, method: str, forking: bool, args: tuple[Any, ...]) -> Child:
+        child_conn: Any = None
         self.outputs, (out_w, err_w) = output.pipes()
         if forking:  # the child writes with PipeWriter: a plain pipe, no Connection objects
             event_r, event_w = os.pipe()
@@ -45,9 +66,6 @@ class ProcessHandle(TaskHandle):
 
             parent_conn, child_conn = multiprocessing.get_context(method).Pipe(duplex=False)
             self.conn = ConnectionReader(parent_conn)
-        snapshot = job.shared_dict  # no copy per spawn: a forked child sees it as of the fork, the rest pickle it now
-        workdir = str(job.config.rootdir)
-        args = (task.instance, task.info(job.name), snapshot, workdir, task.settings.memory_limit_mb)
         # Beside another thread (see lifeline.fork_is_safe) only the fork server forks, or a fresh interpreter runs it.
         threaded = forking and not fork_is_safe()
         proc: Optional[Child] = None
@@ -78,17 +96,7 @@ class ProcessHandle(TaskHandle):
             os.close(out_w)
             os.close(err_w)
         assert proc is not None  # made above, whichever way
-        self.proc: Child = proc
-        if not proc.served and proc.pid is not None:  # the server does this for its children
-            try:  # also set from here: no window in which a signal to the group misses the child
-                os.setpgid(proc.pid, proc.pid)
-            except OSError:
-                pass
-        self._conn_open = True
-        self._reported = False  # a finished event arrived
-        self._sentinel_watched = False
-        self._exited = False  # the process is gone and its pipes are drained
-        self.finished: Optional[messages.ExitEvent] = None
+        return proc
 
     @property
     def pid(self) -> Optional[int]:
@@ -306,10 +314,8 @@ def _served(
     server = _server(job, wait)
     if server is None or not (server.wait_ready() if wait else server.poll()) or not server.serves(task.cls.__module__):
         return None
-    instance, info, _snapshot, workdir, memory_limit_mb = args  # the server has its own replica of shared_dict
-    try:
-        payload = pickle.dumps((instance, info, workdir, memory_limit_mb), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - a parameter value pickle cannot take: fork here, where no copy is needed
+    payload = prepared.payload(args)
+    if payload is None:  # a parameter value pickle cannot take: fork here, where no copy is needed
         return None
     from .forkserver import ServerGone
 
@@ -326,11 +332,19 @@ def flowmancer_task_spawn(job: Job, task: TaskRun) -> ProcessHandle:
     return ProcessHandle(job, task)
 
 
+@hookimpl
+def flowmancer_task_start(job: Job, task: TaskRun) -> None:
+    server, _ = job.stash.get(_SERVER, (None, False))
+    if server is not None and isinstance(task.handle, ProcessHandle):
+        prepared.prepare_next(job, task, server)
+
+
 @hookimpl(wrapper=True)
 def flowmancer_runjob(job: Job) -> Any:
     try:
         return (yield)
     finally:
+        prepared.let_go(job)
         # Let go of the modules' files: a reference held past the run (the job may live in a cycle the frozen
         # collector never frees) would keep a buffered file from being flushed when the interpreter exits.
         job.stash.pop(_FILES, None)

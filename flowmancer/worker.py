@@ -248,6 +248,14 @@ class Attempt:
         code. ``out_fd``/``err_fd``: the write ends of its output pipes (``output.pipes``), which become its
         descriptors 1 and 2 (``None``: keep those it has). ``faulthandler_on``: the forking process enabled
         it on descriptor 2 already."""
+        self.setup(out_fd, err_fd, workdir, faulthandler_on)
+        return self.execute()
+
+    def setup(
+        self, out_fd: Optional[int], err_fd: Optional[int], workdir: Optional[str], faulthandler_on: bool = False
+    ) -> None:
+        """The task process's set-up, which runs none of the task's code (a prepared process does it before
+        it is told to go: see ``forkserver``)."""
         self.send.owner = os.getpid()
         self.at_exit.install()  # handlers registered before the fork belong to the process that forked this one
         try:
@@ -274,6 +282,10 @@ class Attempt:
             shared = SharedDict(shared, self.send)
         # where Task's properties read them (set directly: pydantic's __setattr__ would copy its pages here)
         task.__dict__.update(_fm_shared_dict=shared, _fm_logger=self.capture.logger, _fm_info=life.info)
+
+    def execute(self) -> int:
+        """After ``setup``: run the lifecycle, end as a program does, report; return the exit code."""
+        life = self.life
         try:
             if self._limit_memory():
                 life.run()

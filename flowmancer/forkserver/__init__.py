@@ -15,7 +15,9 @@ descriptors ride with the record that needs them and, arriving in order, are tak
   ``b"F" + id + pickled arguments`` carrying three file descriptors (the task's event pipe and its
   stdout and stderr pipes, write ends), each preceded when needed by ``b"D"`` + the changes to ``shared_dict`` since the
   last request (the server keeps a replica, which children see by fork: no copy of it per task).
-  Requests are pipelined: the scheduler keeps working while the server forks.
+  Requests are pipelined: the scheduler keeps working while the server forks. ``b"P"`` (prepare) is a spawn
+  request with a fourth descriptor, the read end of a go pipe: the child sets itself up, then waits on it for
+  the changes to ``shared_dict`` since and ``b"G"`` (``prepared``); closed without them, it exits.
 - server -> scheduler: ``b"R" + pickled {module: file}`` once ready; ``b"S" + id + pid`` carrying the
   child's pidfd (the scheduler's sentinel, opened by the server before the child can be reaped);
   ``b"X" + pid + exit code`` after reaping it.

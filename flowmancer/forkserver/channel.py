@@ -41,9 +41,13 @@ class Channel:
 
     def records(self) -> list[bytes]:
         """The complete records received so far (taken out of the buffer)."""
+        return self.split(self.buf)
+
+    @staticmethod
+    def split(buf: bytearray) -> list[bytes]:
+        """Take the complete records out of ``buf``."""
         out = []
         pos = 0
-        buf = self.buf
         while len(buf) - pos >= LEN.size:
             (size,) = LEN.unpack_from(buf, pos)
             if len(buf) - pos - LEN.size < size:

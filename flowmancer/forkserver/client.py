@@ -9,6 +9,7 @@ import select
 import signal
 import socket
 import sys
+from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..process import Child, pidfds_work
@@ -110,6 +111,10 @@ class ForkServer:
         self._seq = 0  # requests sent
         self._answered = 0
         self._shared_ok = True
+        self._sent_d: deque[bytes] = deque(maxlen=64)  # the last b"D" records, for prepared processes (see go)
+        self._d_count = 0  # b"D" records sent
+        self._let_go: set[int] = set()  # pids of prepared processes not used: their exits are nobody's
+        self._let_go_req: set[int] = set()  # the same, not answered yet
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
             os.set_inheritable(theirs.fileno(), True)
@@ -159,11 +164,19 @@ class ForkServer:
             kind, body = rec[:1], rec[1:]
             if kind == b"X":
                 pid, code = EXITED.unpack(body)
-                self._exits[pid] = code
+                if pid in self._let_go:
+                    self._let_go.discard(pid)
+                else:
+                    self._exits[pid] = code
             elif kind == b"S":
                 req, pid = SPAWNED.unpack(body)
-                self._answers[req] = (pid, self.chan.fds.popleft())
                 self._answered += 1
+                if req in self._let_go_req:
+                    self._let_go_req.discard(req)
+                    self._let_go.add(pid)
+                    os.close(self.chan.fds.popleft())
+                else:
+                    self._answers[req] = (pid, self.chan.fds.popleft())
             elif kind == b"R":
                 loaded = pickle.loads(body)
                 self.usable = {m for m, file in self.expected.items() if m in loaded and loaded[m] == file}
@@ -228,7 +241,7 @@ class ForkServer:
         except Exception:  # noqa: BLE001
             self._shared_ok = False
             return False
-        self._send(b"D" + changes)
+        self._send_d(b"D" + changes)
         return True
 
     def replace_shared(self, shared: dict[Any, Any]) -> bool:
@@ -238,19 +251,60 @@ class ForkServer:
             data = pickle.dumps((True, shared, []), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001
             return False
-        self._send(b"D" + data)
+        self._send_d(b"D" + data)
         return True
+
+    def _send_d(self, record: bytes) -> None:
+        self._send(record)
+        self._sent_d.append(record)
+        self._d_count += 1
 
     def spawn(self, payload: bytes, fds: tuple[int, int, int]) -> ServedChild:
         """Ask for a task process running ``child_main`` with the pickled ``payload`` arguments. The
         answer is read when the pid or sentinel is first needed; the caller may close ``fds`` now."""
+        return self._request(b"F", payload, fds)
+
+    def prepare(self, payload: bytes, fds: tuple[int, int, int, int]) -> tuple[ServedChild, int]:
+        """Ask for a task process made ready to run ``payload`` that waits, before running any of the
+        task's code, for ``go`` on the pipe whose read end is ``fds[3]``: the next task of a serial stretch,
+        forked while the current one runs. Also returns the version of ``shared_dict`` it has (for ``go``)."""
+        return self._request(b"P", payload, fds), self._d_count
+
+    def _request(self, kind: bytes, payload: bytes, fds: tuple[int, ...]) -> ServedChild:
         if not self.alive:
             raise ServerGone()
         while self._seq - self._answered >= PIPELINE and self._take(block=True):
             pass
         self._seq += 1
-        self._send(b"F" + ID.pack(self._seq) + payload, fds)
+        self._send(kind + ID.pack(self._seq) + payload, fds)
         return ServedChild(self, self._seq)
+
+    def go(self, go_w: int, version: int) -> bool:
+        """Tell a prepared process to run its task, with the changes to ``shared_dict`` since ``version``
+        (``sync_shared`` first), through ``go_w`` (non-blocking; the caller closes it); ``False`` if it cannot
+        be told (too far behind, more than the pipe takes, or gone): let it go."""
+        missing = self._d_count - version
+        if missing > len(self._sent_d):
+            return False
+        records = list(self._sent_d)[len(self._sent_d) - missing :] + [b"G"]
+        data = b"".join(Channel.frame(r) for r in records)
+        try:  # a non-blocking pipe: cut short, the process sees no b"G" and exits
+            return os.write(go_w, data) == len(data)
+        except OSError:
+            return False
+
+    def let_go(self, child: ServedChild) -> None:
+        """A prepared process will not be told to go (its go pipe is closed, so it exits): forget it."""
+        pid: Optional[int] = child._pid
+        if child.req in self._answers:
+            pid, pidfd = self._answers.pop(child.req)
+            os.close(pidfd)
+        elif child._sentinel is not None:
+            child.close()
+        else:
+            self._let_go_req.add(child.req)
+        if pid is not None and self._exits.pop(pid, None) is None:
+            self._let_go.add(pid)
 
     def answer(self, req: int) -> tuple[int, int]:
         """The pid and pidfd of request ``req``."""

@@ -106,18 +106,25 @@ def _serve_once(
         for rec in chan.records():
             if rec[:1] == b"D":
                 _fork(sock, batch, module_fds, children)  # those children see shared_dict as it was before
-                cleared, changed, deleted = pickle.loads(rec[1:])
-                if cleared:
-                    shared.data.clear()
-                shared.data.update(changed)
-                for k in deleted:
-                    shared.data.pop(k, None)
+                _apply(shared, rec)
                 continue
             fds = chan.fds
-            batch.append(_Request(rec, fds.popleft(), fds.popleft(), fds.popleft(), shared, files))
+            event_w, out_w, err_w = fds.popleft(), fds.popleft(), fds.popleft()
+            go = fds.popleft() if rec[:1] == b"P" else None
+            batch.append(_Request(rec, event_w, out_w, err_w, shared, files, go))
         _fork(sock, batch, module_fds, children)
     _reap(sock, children)
     return True
+
+
+def _apply(shared: SharedDict, rec: bytes) -> None:
+    """Apply a ``b"D"`` record (what changed in ``shared_dict``) to a replica."""
+    cleared, changed, deleted = pickle.loads(rec[1:])
+    if cleared:
+        shared.data.clear()
+    shared.data.update(changed)
+    for k in deleted:
+        shared.data.pop(k, None)
 
 
 class _SchedulerGone(Exception):
@@ -184,12 +191,15 @@ class _Request:
         err_w: int,
         shared: SharedDict,
         files: dict[Optional[str], tuple[Any, ...]],
+        go: Optional[int] = None,
     ) -> None:
         from ..pipes import PipeWriter
         from ..worker import Attempt, module_files
 
         (self.req,) = ID.unpack_from(rec, 1)
-        self.fds = (event_w, out_w, err_w)
+        self.fds: tuple[int, ...] = (event_w, out_w, err_w) if go is None else (event_w, out_w, err_w, go)
+        self.go = go
+        self.shared = shared
         self.attempt: Optional[Attempt] = None
         self.workdir: Optional[str] = None
         try:
@@ -218,7 +228,7 @@ def _fork(sock: socket.socket, batch: list[_Request], module_fds: tuple[int, ...
         for r, ranges in zip(batch, keep, strict=True):
             pid = os.fork()
             if pid == 0:
-                _child(r.attempt, r.fds[1], r.fds[2], r.workdir, ranges)
+                _child(r, ranges)
             pids.append(pid)
             children.add(pid)
     finally:
@@ -259,15 +269,36 @@ def _reap(sock: socket.socket, children: set[int]) -> None:
         _reply(sock, b"X" + EXITED.pack(pid, os.waitstatus_to_exitcode(status)))
 
 
-def _child(
-    attempt: Optional[Attempt], out_w: int, err_w: int, workdir: Optional[str], ranges: tuple[tuple[int, int], ...]
-) -> None:
+def _child(r: _Request, ranges: tuple[tuple[int, int], ...]) -> None:
     code = 1
     try:
         _signal.set_wakeup_fd(-1)
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the task's own subprocesses need the default
         close_ranges(ranges)
-        if attempt is not None:
-            code = attempt.run(out_w, err_w, workdir, faulthandler_on=True)
+        if r.attempt is not None:
+            r.attempt.setup(r.fds[1], r.fds[2], r.workdir, faulthandler_on=True)
+            if r.go is not None and not _told_to_go(r.go, r.shared):
+                code = 0  # not needed after all: gone without a word
+                return
+            code = r.attempt.execute()
     finally:
         os._exit(code)
+
+
+def _told_to_go(fd: int, shared: SharedDict) -> bool:
+    """A prepared task process waits here: the scheduler writes the changes to ``shared_dict`` made since
+    the request (``b"D"`` records), then ``b"G"``, and closes the pipe; closed without ``b"G"``, the task is
+    not to run here."""
+    data = bytearray()
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    records = Channel.split(data)
+    if not records or records[-1] != b"G":
+        return False
+    for rec in records[:-1]:
+        _apply(shared, rec)
+    return True
