@@ -1,14 +1,14 @@
-"""The next task of a serial stretch, prepared while the current one runs (local executor, fork server).
+"""The next tasks of a serial stretch, prepared while the current one runs (local executor, fork server).
 
 In a chain each start used to wait for the fork server to wake, build the task's arguments and fork (about
-1.5 ms of a 2.6 ms hop on a 2-core VM). When one task runs alone and exactly one task waits only for it, the
-server is asked now for that task's process (``ForkServer.prepare``): forked and set up (pipes, signals,
-logging), it waits before running any of the task's code. When the scheduler starts that task, if its
-arguments pickle to the same bytes as those the process was prepared with, one write tells it to go, with
-the changes to ``shared_dict`` since; else (a hook changed the task, the prediction was wrong) the process is
-let go (it exits without a word) and the task starts the usual way. At most ``LOOKAHEAD`` processes wait;
-those the run does not take go when it turns elsewhere or ends. Nothing runs twice: a prepared process runs
-only when told, once.
+1.5 ms of a 2.6 ms hop on a 2-core VM). When one task runs alone, the server is asked now for the processes
+of the next tasks of its chain (each the only task waiting, and only, for the one before:
+``ForkServer.prepare``): forked and set up (pipes, signals, logging), each waits before running any of its
+task's code. When the scheduler starts such a task, if its arguments pickle to the same bytes as those its
+process was prepared with, one write tells the process to go, with the changes to ``shared_dict`` since;
+else (a hook changed the task) the process is let go (it exits without a word) and the task starts the usual
+way. At most ``LOOKAHEAD`` processes wait; those the run does not take go when it turns elsewhere or ends.
+Nothing runs twice: a prepared process runs only when told, once.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 _WAITING = StashKey[dict[str, "Prepared"]]("prepared.waiting")
 #: how many tasks ahead a chain's processes are prepared: one more than the next, so that a fork (~1 ms here)
 #: is never what a short task's successor waits for
-LOOKAHEAD = 2
+LOOKAHEAD = 4
+#: prepared in batches (the server forks a batch back to back: each fork makes the server's next writes
+#: copy pages, ~300 of them between two lone requests): refilled when fewer than this many wait
+REFILL_BELOW = 2
 _DONE_WITH = {S.COMPLETED, S.SKIPPED, S.DEFAULTED}
 
 
@@ -125,7 +128,7 @@ def prepare_next(job: Job, task: TaskRun, server: ForkServer) -> None:
     waiting = job.stash.setdefault(_WAITING, {})
     for name in [n for n in waiting if n not in done]:  # the run went another way
         waiting.pop(name).let_go()
-    if not chain or not server.poll():
+    if sum(t.name in waiting for t in chain) >= REFILL_BELOW or not server.poll():
         return
     from .forkserver import ServerGone
 
