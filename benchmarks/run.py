@@ -193,7 +193,7 @@ def layered(n: int, width: int) -> str:
 SHAPES = [
     Shape("1 task", 1, independent(1), peer="independent"),
     Shape("100 independent", 100, independent(100), peer="independent"),
-    Shape("chain of 30", 30, chain(30), peer="chain"),
+    Shape("chain of 30", 30, chain(30), peer="chain", repeats=11),  # its hop is a small difference: more pairs
     Shape("fan 1->200->1, mc 8", 202, fan(200, 8)),
     Shape("20 x sleep 0.5 s, mc 4", 20, independent(20, "Sleep", 4, "seconds: 0.5"), repeats=3, ideal=2.5),
     Shape("1,000 independent", 1000, independent(1000), repeats=3),
