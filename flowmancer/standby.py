@@ -94,16 +94,18 @@ def main(fd: int) -> None:
     # Ours alone: a process started from here (its fork server, a task) holding the pipe open would keep a
     # write to a killed standby from failing, and the run handed to it would be lost.
     os.set_inheritable(fd, False)
+    # Ctrl-C stays blocked (see Standby) through the imports: one raised inside pydantic_core's Rust import
+    # panics there and prints its own traceback. Pressed meanwhile, it is taken up when unblocked.
+    for name in _WARM:
+        importlib.import_module(name)
+    from .pluginmanager import BUILTINS
+
+    for module in BUILTINS.values():
+        importlib.import_module(module)
+    from .forkserver import prestart
+
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see Standby: a pending Ctrl-C raises here
-        for name in _WARM:
-            importlib.import_module(name)
-        from .pluginmanager import BUILTINS
-
-        for module in BUILTINS.values():
-            importlib.import_module(module)
-        from .forkserver import prestart
-
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C raises here
         prestart([])  # the run's fork server starts (imports pydantic) now too, not when the run begins
         message = _wait_for_turn(fd)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the watcher is stopping too
