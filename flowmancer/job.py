@@ -38,6 +38,8 @@ class TaskRun:
     instance: Task
     index: int
     settings: TaskSettings
+    #: its place among ready tasks (lowest first): the file's order unless the ``priority`` plugin ranks it
+    rank: int = -1
     dependents: list[str] = field(default_factory=list)
     state: ExecutionState = ExecutionState.INIT
     attempt: int = 0
@@ -83,6 +85,10 @@ class TaskRun:
             job_name=job_name,
             log_level=self.settings.log_level,
         )
+
+    def __post_init__(self) -> None:
+        if self.rank < 0:
+            self.rank = self.index
 
     def __repr__(self) -> str:
         return f"<TaskRun {self.name} {self.state.value} attempt={self.attempt}>"
@@ -344,15 +350,20 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry, problems
         seen: set[str] = set()
         deps_ok = []
         for i, dep in enumerate(tdef.dependencies):
-            if dep == name:
+            if dep == name or name in loaded.matrix.get(dep, ()):  # itself, or the matrix it is part of
                 problems.append(
                     Problem(
-                        f"task '{name}' depends on itself",
+                        f"task '{dep}' depends on itself",
                         loaded.location(("tasks", name, "dependencies", i)),
-                        where=f"tasks.{name}.dependencies[{i}]",
+                        where=f"tasks.{dep}.dependencies[{i}]",
                         hint="remove it from its own dependencies",
                     )
                 )
+            elif dep in loaded.matrix:  # a matrix task: each of its instances
+                for inst in loaded.matrix[dep]:
+                    if inst not in seen and inst in model.tasks:
+                        seen.add(inst)
+                        deps_ok.append(inst)
             elif dep not in known:
                 hint = _suggest(dep, sorted(known)) or f"defined tasks: {', '.join(sorted(known))}"
                 problems.append(
@@ -380,8 +391,9 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry, problems
                 hint="a task cannot (even indirectly) depend on itself; remove one dependency",
             )
         )
-    if problems:
-        raise JobDefinitionError(sorted(problems, key=_problem_order))
+    if problems:  # a matrix's instances share their entry's problems: each once
+        once = {(p.message, p.location): p for p in reversed(problems)}
+        raise JobDefinitionError(sorted(once.values(), key=_problem_order))
     for t in tasks.values():
         for dep in t.dependencies:
             tasks[dep].dependents.append(t.name)

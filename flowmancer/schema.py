@@ -83,8 +83,21 @@ def job_schema(tasks: Registry, config_schema: Optional[ConfigSchema] = None) ->
     for def_name, key, kind in _BLOCKS:  # the class name selects the rules: never a substitution
         if def_name in defs and classes[kind]:
             schema["$defs"][def_name]["properties"][key] = {"type": "string", "enum": list(classes[kind])}
+    _task_entry(schema["$defs"].get("TaskDef"))
     schema["$defs"]["flowmancer.Substitution"] = SUBSTITUTION
     return schema
+
+
+def _task_entry(block: Any) -> None:
+    """A task entry needs ``task:`` or ``command:``; a ``matrix:`` gives parameters their class checks only
+    once expanded (its keys are parameters the entry's own ``parameters:`` may lack)."""
+    if not isinstance(block, dict):
+        return
+    if "task" in block.get("required", ()):
+        block["required"] = [k for k in block["required"] if k != "task"]
+        block["anyOf"] = [{"required": ["task"]}, {"required": ["command"]}]
+    for rule in block.get("allOf", ()):
+        rule["if"]["not"] = {"required": ["matrix"]}
 
 
 def _needs_parameters(cls: type[Any]) -> bool:

@@ -91,6 +91,19 @@ tasks:
     dependencies: [a]
     tags:
     inputs: data/*.csv
+  grid:
+    task: DoSomething
+    matrix: {count: [1, 2], exclude: [{count: 2}], include: [{count: 7}]}
+    priority: 2
+  sort:
+    command: [sort, -o, out.txt, "{file}", 1, true]
+    parameters: {file: in.txt}
+  report:
+    command: "wc -l out.txt > n.txt"
+    shell: true
+    cwd: .
+    env: {LC_ALL: C}
+    dependencies: [sort, grid]
 loggers:
   f:
     logger: FileLogger
@@ -101,8 +114,9 @@ checkpointer:
 
 
 def test_what_the_runner_accepts_the_schema_accepts(good_project):
-    """Substitutions where a number, a boolean or a choice goes, empty keys, a single glob: the runner's
-    dry run takes this job, and so does check-jsonschema."""
+    """Substitutions where a number, a boolean or a choice goes, empty keys, a single glob, a matrix (its keys
+    missing from parameters), command tasks (no task:): the runner's dry run takes this job, and so does
+    check-jsonschema."""
     job = good_project / "accepted.yaml"
     job.write_text(ACCEPTED)
     dry = subprocess.run(

@@ -67,6 +67,7 @@ class TaskSettings(_Strict):
         description="the least severe logging records captured (default: self.logger at every level, other loggers "
         "from INFO)",
     )
+    priority: int = Field(0, description="among ready tasks, a higher priority starts first")
 
 
 class ConfigDef(_Strict):
@@ -83,6 +84,17 @@ class ConfigDef(_Strict):
     loggers_interval_seconds: float = 0.25
     extensions_interval_seconds: float = 0.25
     checkpointer_interval_seconds: float = 10.0
+
+
+def _word(value: Any) -> Any:
+    """A scalar of a command's argument list as the word the YAML spells (``true``, ``5``, ``0.5``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, (int, float)) else value
+
+
+#: keys of a command task's entry, given to the ``Command`` task as parameters (see ``command``)
+COMMAND_KEYS = ("command", "shell", "cwd", "env")
 
 
 class TaskDef(_Strict):
@@ -102,6 +114,7 @@ class TaskDef(_Strict):
     trigger: Optional[Trigger] = None
     memory_limit_mb: Optional[int] = Field(None, gt=0, le=MAX_MEMORY_MB)
     log_level: Optional[LogLevel] = None
+    priority: Optional[int] = None
     # Incremental runs (--incremental): files the task reads and writes, relative to the app root (globs).
     inputs: List[str] = Field(
         default_factory=list,
@@ -118,6 +131,38 @@ class TaskDef(_Strict):
         default_factory=dict,
         description="what an attempt holds while it runs: config.pools here, worker resources on Dask",
     )
+    # A command task (``task: Command`` implied): these keys are also its parameters (see ``_command``).
+    command: Optional[Union[str, List[str]]] = Field(
+        None,
+        description="a program to run: an argument list, or a string",
+        json_schema_extra={
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "number", "boolean"]}}]
+        },
+    )
+    shell: Optional[bool] = Field(None, description="run the command string with /bin/sh -c")
+    cwd: Optional[str] = Field(None, description="the command's working folder, relative to the app root")
+    env: Optional[Dict[str, str]] = Field(None, description="variables added to the command's environment")
+    matrix: Optional[Dict[str, Any]] = Field(
+        None,
+        description="parameter lists: one task per combination (the cartesian product), with include/exclude",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _command(cls, data: Any) -> Any:
+        """``command:`` makes a ``Command`` task: its keys become the task's parameters."""
+        if not isinstance(data, dict) or not any(k in data for k in COMMAND_KEYS):
+            return data
+        if data.get("command") is None:
+            key = next(k for k in COMMAND_KEYS if k in data)
+            raise ValueError(f"{key}: is for a command task: add command: (the program to run) or remove {key}:")
+        if data.setdefault("task", "Command") != "Command":
+            raise ValueError("command: runs a program, task: a class of yours: keep one")
+        if isinstance(data["command"], list):  # [sleep, 5], [test, -e, x, true]: words as YAML wrote them
+            data = {**data, "command": [_word(w) for w in data["command"]]}
+        params = data.get("parameters")
+        own = {k: data[k] for k in COMMAND_KEYS if k in data}
+        return {**data, "parameters": {**params, **own} if isinstance(params, dict) else own}
 
     @field_validator("resources")
     @classmethod
@@ -224,6 +269,8 @@ class LoadedJobDef:
     problems: list[Problem] = field(default_factory=list)  # schema problems (invalid parts left out)
     task_names: list[str] = field(default_factory=list)  # every task named, valid or not
     outside_root: list[str] = field(default_factory=list)  # includes from outside the app root
+    #: each matrix task -> the tasks it was expanded into (a dependency on it means all of them)
+    matrix: dict[str, list[str]] = field(default_factory=dict)
 
     def location(self, path: Path_) -> Optional[Location]:
         return locate(self.marks, path)
