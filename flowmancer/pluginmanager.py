@@ -29,6 +29,8 @@ BUILTINS: dict[str, str] = {
     "selection": "flowmancer.selection",
     "concurrency": "flowmancer.concurrency",
     "pools": "flowmancer.pools",
+    "priority": "flowmancer.priority",
+    "command": "flowmancer.command",
     "retry": "flowmancer.retry",
     "timeout": "flowmancer.timeout",
     "failfast": "flowmancer.failfast",

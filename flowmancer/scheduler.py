@@ -46,7 +46,7 @@ class Scheduler(Stopping):
         self.done: dict[str, int] = {}
         self.bad: dict[str, int] = {}
         self.failed: dict[str, int] = {}
-        self.ready: list[tuple[int, str]] = []  # heap by YAML order
+        self.ready: list[tuple[int, str]] = []  # heap by rank (see priority)
         self.timers = Timers()
         self.watcher = Watcher()
         #: attempts that reported success and were settled while their process still exits: id -> (task, handle)
@@ -84,7 +84,7 @@ class Scheduler(Stopping):
         )
         if action == "run":
             self.job.set_state(task, S.PENDING)
-            heapq.heappush(self.ready, (task.index, task.name))
+            heapq.heappush(self.ready, (task.rank, task.name))
         elif action in ("default", "skip"):
             state = S.DEFAULTED if action == "default" else S.SKIPPED
             culprits = [d for d in task.dependencies if self.job.tasks[d].state in BAD]
@@ -149,7 +149,7 @@ class Scheduler(Stopping):
                     if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.EAGAIN) or not self.job.running:
                         raise
                     task.attempt -= 1  # out of file descriptors or processes: wait for one to end, then retry
-                    heapq.heappush(self.ready, (task.index, task.name))
+                    heapq.heappush(self.ready, (task.rank, task.name))
                     self.fd_budget = max(1, len(self.job.running))
                     return
                 started.append(task)
@@ -287,7 +287,7 @@ class Scheduler(Stopping):
             task = self.job.tasks[name]
             current = task.attempt == timer.attempt and task.handle is not None
             if kind == "retry":
-                heapq.heappush(self.ready, (task.index, name))
+                heapq.heappush(self.ready, (task.rank, name))
             elif kind == "timeout" and current:
                 assert task.handle is not None
                 self.facts[name].timed_out = timer.seconds
