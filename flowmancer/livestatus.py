@@ -59,6 +59,11 @@ class LiveStatus:
             out.append(f"  ▸ {printable(t.name)}  attempt {t.attempt}/{t.max_attempts}  {elapsed:.1f}s")
         if len(running) > MAX_SHOWN:
             out.append(f"  … and {len(running) - MAX_SHOWN} more running")
+        from .pools import usage
+
+        pools = usage(job)
+        if pools:
+            out.append(f"  {pools}")
         return out
 
     def clear(self) -> None:

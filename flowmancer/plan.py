@@ -39,7 +39,7 @@ _FILL = {
 def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("looking at a job without running it")
     g.add_argument("-n", "--dry-run", action="store_true", help="print what would run, in order, and why; run nothing")
-    g.add_argument("--list", action="store_true", help="list the tasks: name, class, dependencies")
+    g.add_argument("--list", action="store_true", help="list the tasks: class, dependencies, tags, pools, priority")
     g.add_argument("--graph", choices=("mermaid", "dot"), help="print the task graph (coloured by checkpoint with -r)")
 
 
@@ -92,8 +92,17 @@ def listing(job: Job) -> list[str]:
     dwidth = max(len(d) for d in deps.values())
     lines = []
     for t in job:
-        tags = " ".join(f"#{printable(tag)}" for tag in t.tags)
-        lines.append(f"{names[t.name]:<{width}}  {t.class_name:<{cwidth}}  {deps[t.name]:<{dwidth}}  {tags}".rstrip())
+        extra = [f"#{printable(tag)}" for tag in t.tags]
+        extra += [f"{printable(r)}:{n:g}" for r, n in t.definition.resources.items()]  # what it holds of a pool
+        if t.settings.priority:
+            extra.append(f"priority {t.settings.priority}")
+        text = " ".join(extra)
+        lines.append(f"{names[t.name]:<{width}}  {t.class_name:<{cwidth}}  {deps[t.name]:<{dwidth}}  {text}".rstrip())
+    pools = getattr(job.jobdef.model.config, "pools", None) or {}
+    for name, size in pools.items():
+        users = sum(1 for t in job if name in t.definition.resources)
+        uses = f"{users} tasks use it" if users != 1 else "1 task uses it"
+        lines.append(f"pool {printable(name)}: {size} at once, {uses}")
     return lines
 
 

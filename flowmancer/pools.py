@@ -110,3 +110,12 @@ def flowmancer_task_finish(job: Job, task: TaskRun, result: TaskResult) -> None:
         held = job.stash[HELD]
         for r, n in mine.items():
             held[r] -= n
+
+
+def usage(job: Job) -> str:
+    """The pools in use now, for the live status: ``pools: db 2/2 · gpu 0/1`` ('' without pools)."""
+    pools = _pools(job)
+    if not pools or HELD not in job.stash:  # none declared, or the plugin is blocked, or on Dask
+        return ""
+    held = job.stash[HELD]
+    return "pools: " + " · ".join(f"{name} {held.get(name, 0):g}/{size}" for name, size in pools.items())

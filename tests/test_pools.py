@@ -53,3 +53,21 @@ def test_pool_errors_are_at_the_tasks_line(recorder_project):
         ]
     )
     assert "resources.db: give a positive amount" in result.stderr
+
+
+def test_list_shows_what_each_task_holds_its_priority_and_the_pools(recorder_project):
+    recorder_project.make_jobdef(
+        "config: {pools: {db: 2, gpu: 1}}\ntasks:\n  a: {task: Record, resources: {db: 1}, priority: 3}\n"
+        "  b: {task: Record, dependencies: [a], resources: {db: 1, gpu: 1}}\n  c: {task: Record}\n"
+    )
+    result = recorder_project.run("--list")
+    assert result.ret == ExitCode.OK
+    result.out.fnmatch_lines(
+        [
+            "a  Record  -  db:1 priority 3",
+            "b  Record  a  db:1 gpu:1",
+            "c  Record  -",
+            "pool db: 2 at once, 2 tasks use it",
+        ]
+    )
+    result.out.fnmatch_lines(["pool gpu: 1 at once, 1 task uses it"])

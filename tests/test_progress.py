@@ -61,6 +61,18 @@ def test_live_block_on_a_tty(fmtester):
     assert redraws <= 10 * 1.6 + 5  # at most ~10 a second over the ~1.5 s run
 
 
+def test_live_block_shows_the_pools_in_use(fmtester):
+    fmtester.make_tasks(TASKS)
+    fmtester.make_jobdef(
+        "config: {pools: {db: 1, gpu: 2}}\ntasks:\n"
+        "  one: {task: Wait, parameters: {seconds: 0.6}, resources: {db: 1}}\n"
+        "  two: {task: Wait, parameters: {seconds: 0.6}, resources: {db: 1}}\n"
+    )
+    code, out = run_in_pty(fmtester.path, "-j", "job.yaml")
+    assert code == 0, out
+    assert "pools: db 1/1 · gpu 0/2" in out, out
+
+
 def test_no_live_block_without_a_tty_or_with_quiet_or_no_color(fmtester):
     fmtester.make_tasks(TASKS)
     fmtester.make_jobdef("tasks:\n  a: {task: Wait, parameters: {seconds: 0.3}}\n")
