@@ -54,6 +54,10 @@ class FlowmancerError(Exception):
     exit_code: ExitCode = ExitCode.USAGE_ERROR
 
 
+class ExpandError(FlowmancerError):
+    """A run-time fan-out cannot expand (``flowmancer_task_expand``): its task fails with this message."""
+
+
 class UsageError(FlowmancerError):
     exit_code = ExitCode.USAGE_ERROR
 

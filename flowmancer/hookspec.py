@@ -29,11 +29,8 @@ if TYPE_CHECKING:
 
 hookspec = HookspecMarker("flowmancer")
 
-# --------------------------------------------------------------------------------------------------
-# Initialisation
-# --------------------------------------------------------------------------------------------------
 
-
+# -- Initialisation ------------------------------------------------------------------------------
 @hookspec(historic=True)
 def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
     """Add command-line options. Called once per run, before arguments are parsed.
@@ -79,11 +76,7 @@ def flowmancer_cmdline_main(config: Config) -> Optional[int]:
     """
 
 
-# --------------------------------------------------------------------------------------------------
-# Loading the job
-# --------------------------------------------------------------------------------------------------
-
-
+# -- Loading the job -----------------------------------------------------------------------------
 @hookspec(firstresult=True)
 def flowmancer_load_jobdef(config: Config) -> Optional[Job]:
     """Read the job definition, collect task modules, validate everything and return the ``Job``.
@@ -130,11 +123,7 @@ def flowmancer_collection_modifytasks(config: Config, job: Job) -> None:
     """
 
 
-# --------------------------------------------------------------------------------------------------
-# Running the job
-# --------------------------------------------------------------------------------------------------
-
-
+# -- Running the job -----------------------------------------------------------------------------
 @hookspec
 def flowmancer_job_start(job: Job) -> None:
     """Tasks are about to start.
@@ -167,11 +156,7 @@ def flowmancer_runjob_idle(job: Job) -> Optional[float]:
     """
 
 
-# --------------------------------------------------------------------------------------------------
-# Each task, in the order of one attempt
-# --------------------------------------------------------------------------------------------------
-
-
+# -- Each task, in the order of one attempt ------------------------------------------------------
 @hookspec(firstresult=True)
 def flowmancer_task_reuse(job: Job, task: TaskRun) -> Optional[TaskResult]:
     """The task's dependencies are satisfied: may an earlier run's result stand in for running it?
@@ -183,6 +168,27 @@ def flowmancer_task_reuse(job: Job, task: TaskRun) -> Optional[TaskResult]:
 
     Asked before ``flowmancer_task_can_start``. The ``incremental`` plugin answers for up-to-date tasks
     (after replaying their recorded ``shared_dict`` writes), with ``result.up_to_date`` set.
+    """
+
+
+@hookspec(firstresult=True)
+def flowmancer_task_expand(job: Job, task: TaskRun) -> Optional[list[TaskRun]]:
+    """A ready task may stand for tasks known only now (a run-time fan-out).
+
+    :param job: the ``Job``.
+    :param task: the ready task; asked once, before ``flowmancer_task_reuse``.
+    :return: the tasks to run in its place, unwired (they get its dependencies and dependents; it ends
+        COMPLETED), or ``None`` to run it. Raise ``flowmancer.errors.ExpandError`` to fail it. The ``fanout``
+        plugin answers for a ``matrix:`` over ``$SHARED{key}``.
+    """
+
+
+@hookspec
+def flowmancer_task_added(job: Job, task: TaskRun) -> None:
+    """A task joined the running job (``flowmancer_task_expand``): settle it here to keep it from running.
+
+    :param job: the ``Job``.
+    :param task: the new task (the checkpoint restores a restarted run's completed instances here).
     """
 
 
@@ -314,11 +320,7 @@ def flowmancer_task_retry(job: Job, task: TaskRun, result: TaskResult) -> Union[
     """
 
 
-# --------------------------------------------------------------------------------------------------
-# Reporting
-# --------------------------------------------------------------------------------------------------
-
-
+# -- Reporting -----------------------------------------------------------------------------------
 @hookspec
 def flowmancer_report_header(config: Config, job: Job) -> Optional[list[str]]:
     """Lines the terminal reporter shows before the run starts (after ``flowmancer_collection_modifytasks``).
@@ -382,11 +384,7 @@ def flowmancer_terminal_summary(job: Job, write: Callable[[str], None], terminal
     """
 
 
-# --------------------------------------------------------------------------------------------------
-# The end
-# --------------------------------------------------------------------------------------------------
-
-
+# -- The end -------------------------------------------------------------------------------------
 @hookspec
 def flowmancer_unconfigure(config: Config) -> None:
     """The run is over, whatever its outcome: release what ``flowmancer_configure`` set up.

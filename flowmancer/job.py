@@ -319,7 +319,7 @@ def build_job(config: Config, loaded: LoadedJobDef, registry: Registry, problems
             )
             continue
         try:
-            instance = cls.model_validate(tdef.parameters)
+            instance = cls.model_construct(**tdef.parameters) if tdef.deferred else cls.model_validate(tdef.parameters)
         except ValidationError as exc:
             problems += problems_from_validation(
                 exc,

@@ -15,6 +15,7 @@ from .config import Config
 from .hookrelay import answer
 from .job import Job, TaskRun
 from .jobdef.load import collector_paused
+from .jobdef.matrix import shared_keys
 from .markers import hookimpl
 from .stash import StashKey
 from .states import ExecutionState
@@ -57,6 +58,9 @@ def ordered(job: Job) -> list[TaskRun]:
 
 def reason(job: Job, t: TaskRun) -> tuple[bool, str]:
     deps = f"after {', '.join(t.dependencies)}" if t.dependencies else "no dependencies"
+    if t.definition.deferred:
+        lists = ", ".join(f"$SHARED{{{k}}}" for k in shared_keys(t.definition.matrix).values())
+        deps += f"; then one task per value of {lists} (made when it is ready)"
     if t.state is S.SKIPPED:
         return False, "deselected"
     if t.state is S.COMPLETED:

@@ -103,6 +103,8 @@ def _single_next(job: Job, task: TaskRun, done: set[str]) -> Optional[TaskRun]:
     nxt: Optional[TaskRun] = None
     for name in task.dependents:
         t = job.tasks[name]
+        if t.definition.deferred:  # a run-time fan-out: its own tasks are not known yet
+            return None
         if t.state is S.INIT and t.attempt == 0:
             if nxt is not None:
                 return None  # a fan-out: the server forks those in one batch anyway

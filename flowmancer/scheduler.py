@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from . import messages
 from .executor import TaskHandle
+from .expanding import Expanding
 from .hookrelay import answer
 from .job import Job, TaskRun
 from .markers import hookimpl
@@ -37,7 +38,7 @@ HOLD_SCAN = 32
 MAX_WAIT = 3600.0
 
 
-class Scheduler(Stopping):
+class Scheduler(Stopping, Expanding):
     """Runs one job: starts what may start, watches what runs, settles what ends, until all is final."""
 
     def __init__(self, job: Job) -> None:
@@ -129,6 +130,10 @@ class Scheduler(Stopping):
                 task = self.job.tasks[entry[1]]
                 if task.attempt == 0 and task.name not in self.reuse_asked:  # once, when it first becomes ready
                     self.reuse_asked.add(task.name)
+                    heapq.heappop(self.ready)
+                    if self._expanded(task):  # a run-time fan-out: settled, the tasks it stands for applied
+                        continue
+                    heapq.heappush(self.ready, entry)
                     reused = self.hook.flowmancer_task_reuse(job=self.job, task=task)
                     if reused is not None:
                         heapq.heappop(self.ready)

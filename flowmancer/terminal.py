@@ -164,8 +164,8 @@ class TerminalReporter:
         extra = ""
         if result.up_to_date is not None:
             state, extra = "UP-TO-DATE", time.strftime("ran %Y-%m-%d %H:%M:%S", time.localtime(result.up_to_date))
-        elif result.state is S.DEFAULTED or result.state is S.SKIPPED:
-            extra = printable(result.error or "")
+        elif result.state is S.DEFAULTED or result.state is S.SKIPPED or (not result.attempt and result.error):
+            extra = printable(result.error or "")  # not run: why (a fan-out: "expanded into N tasks")
         else:
             extra = fmt_duration(result.duration)
             if task.max_attempts > 1:

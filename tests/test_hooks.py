@@ -321,16 +321,26 @@ class Talk(Task):
         self.shared_dict[self.task_info.name] = self.task_info.attempt
         if self.fail_first and self.task_info.attempt == 1:
             raise RuntimeError("first attempt fails")
+
+
+@task
+class Each(Task):
+    x: int = 0
+
+    def run(self):
+        if self.x == 0:
+            self.shared_dict["xs"] = [1, 2]
 """
 
 
 def test_one_run_calls_every_hook(fmtester):
-    """Not a grep: one real run (a retry, a deselected task, output, shared_dict) calls every hook of the
-    spec, except the three that come before a recorder can be registered."""
+    """Not a grep: one real run (a retry, a deselected task, output, shared_dict, a run-time fan-out) calls
+    every hook of the spec, except the three that come before a recorder can be registered."""
     fmtester.make_tasks(COVERAGE_TASKS)
     fmtester.make_jobdef(
         "tasks:\n  a: {task: Talk}\n  b: {task: Talk, dependencies: [a], max_attempts: 2, timeout: 60,\n"
         "      parameters: {fail_first: true}}\n  left-out: {task: Talk}\n"
+        "  lists: {task: Each}\n  each: {task: Each, dependencies: [lists], matrix: {x: '$SHARED{xs}'}}\n"
     )
     result = fmtester.run("--skip", "left-out")
     assert result.ret == ExitCode.OK
@@ -339,6 +349,8 @@ def test_one_run_calls_every_hook(fmtester):
     assert set(hookspec.all_hook_names()) - before_recording - called == set()
     summary = result.recorder.getcalls("flowmancer_terminal_summary")[0]
     assert summary.exitcode == 0 and summary.terminalreporter is not None
+    added = [c.task.name for c in result.recorder.getcalls("flowmancer_task_added")]
+    assert added == ["each[x=1]", "each[x=2]"]  # flowmancer_task_expand answered for "each"
 
 
 def test_every_hook_parameter_is_documented():

@@ -30,6 +30,8 @@ from .file import START_OVER, FileCheckpointer, write_error
 from .lock import RunLock
 
 STASH_KEY = StashKey["_State"]("flowmancer.checkpoint")
+#: a restart's checkpointed states, for the tasks a run-time fan-out makes again (``flowmancer_task_added``)
+RESTORED = StashKey[dict[str, str]]("flowmancer.checkpoint.restored")
 S = ExecutionState
 KEY = "checkpointer"
 #: while a custom checkpointer's write is under way and the state changed meanwhile, look again this soon
@@ -206,21 +208,20 @@ def _read(config: Config, cp: Checkpointer, name: str) -> CheckpointContents:
 def restore(job: Job, contents: CheckpointContents, notes: list[str]) -> None:
     """Apply a checkpoint: COMPLETED tasks stay done, FAILED ones rerun with ``on_restart``, all else reruns."""
     state_of = {t: str(s) for s, names in contents.states.items() for t in names}
+    job.stash[RESTORED] = state_of
     done = 0
+    fanouts = [t.name + "[" for t in job if t.definition.deferred]
     for t in job:
         s = state_of.get(t.name)
         if s is not None:
             t.checkpoint_state = s
         if t.state.is_final:  # deselected by --skip/--only: the selection wins
             continue
-        if s == S.COMPLETED.value:
-            job.set_state(t, S.COMPLETED)
-            t.result = TaskResult(name=t.name, state=S.COMPLETED, error="restored from checkpoint")
-            done += 1
-        elif s == S.FAILED.value:
-            t.is_restart = True
+        if t.definition.deferred:  # expands again (from the restored shared_dict): its instances are restored then
+            continue
+        done += _restore(job, t, s)
     new = [t.name for t in job if t.name not in state_of]
-    removed = sorted(set(state_of) - set(job.tasks))
+    removed = sorted(n for n in set(state_of) - set(job.tasks) if not n.startswith(tuple(fanouts)))
     dropped = []
     for k, v in contents.shared_dict.items():
         if isinstance(v, Unrestorable):
@@ -235,6 +236,25 @@ def restore(job: Job, contents: CheckpointContents, notes: list[str]) -> None:
         notes.append(f"WARNING: tasks in the checkpoint but no longer in the job, dropped: {', '.join(removed)}")
     if dropped:
         notes.append(f"WARNING: shared_dict values that could not be checkpointed, not restored: {', '.join(dropped)}")
+
+
+def _restore(job: Job, t: TaskRun, state: Optional[str]) -> int:
+    """A task's checkpointed state on a restart: COMPLETED stays done (1), FAILED reruns with ``on_restart``."""
+    if state == S.COMPLETED.value:
+        job.set_state(t, S.COMPLETED)
+        t.result = TaskResult(name=t.name, state=S.COMPLETED, error="restored from checkpoint")
+        return 1
+    if state == S.FAILED.value:
+        t.is_restart = True
+    return 0
+
+
+@hookimpl
+def flowmancer_task_added(job: Job, task: TaskRun) -> None:
+    state_of = job.stash.get(RESTORED)
+    if state_of and task.name in state_of:
+        task.checkpoint_state = state_of[task.name]
+        _restore(job, task, state_of[task.name])
 
 
 # -- writing ------------------------------------------------------------------------------------------

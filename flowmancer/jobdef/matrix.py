@@ -14,13 +14,16 @@ varying fastest, as GitHub Actions orders it), each with its values over the ent
 combination whose matrix keys match those it gives (its other keys become parameters of those), or becomes a
 combination of its own when none matches (GitHub Actions' rule). A dependency on ``count`` means every
 instance. Expanded before anything else looks at the job, so ``--list``, ``-n``, ``--graph``, ``-k``, the
-checkpoint and incremental runs all see the instances.
+checkpoint and incremental runs all see the instances. A value ``$SHARED{key}`` (a list an upstream task puts
+in ``shared_dict``) leaves the entry one task until the run, which expands it when it is ready
+(``runtime_combinations``, the ``fanout`` plugin).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 from typing import Any, Iterator, MutableMapping
 
 from ..errors import Problem
@@ -28,6 +31,21 @@ from .yamlfile import Marks, Path_, dotted, locate
 
 #: keys of a matrix that are not parameters
 RESERVED = ("include", "exclude")
+#: a matrix value that names a list an upstream task puts in ``shared_dict``: expanded when it completes
+SHARED = re.compile(r"^\$SHARED\{([^}]+)\}$")
+
+
+def shared_keys(matrix: Any) -> dict[str, str]:
+    """The matrix keys whose values come from ``shared_dict`` at run time: key -> shared_dict key."""
+    if not isinstance(matrix, dict):
+        return {}
+    found = {k: SHARED.match(v) for k, v in matrix.items() if k not in RESERVED and isinstance(v, str)}
+    return {k: m.group(1) for k, m in found.items() if m}
+
+
+def deferred(tdef: Any) -> bool:
+    """Is this task entry a run-time fan-out (expanded when its dependencies are done)?"""
+    return bool(shared_keys(tdef.matrix))
 
 
 def _shown(value: Any) -> str:
@@ -49,8 +67,12 @@ class _Expansion:
         self.problems = problems
         self.before = len(problems)  # the problems of other tasks
         self.axes: dict[str, list[Any]] = {}
+        self.shared = shared_keys(matrix)
         for key, values in matrix.items():
             if key in RESERVED:
+                continue
+            if key in self.shared:
+                self.axes[key] = [None]  # a stand-in until the run fills it in (see runtime_combinations)
                 continue
             if not isinstance(values, list) or not values:
                 self._problem(
@@ -136,6 +158,20 @@ def expand(tasks: dict[str, Any], marks: Marks, problems: list[Problem]) -> tupl
         combos = expansion.combinations()
         if len(problems) > count:
             continue
+        if expansion.shared:  # a run-time fan-out: one placeholder task until then
+            if not tdef.dependencies:
+                path = ("tasks", name, "matrix", next(iter(expansion.shared)))
+                problems.append(
+                    Problem(
+                        f"$SHARED{{{next(iter(expansion.shared.values()))}}} is filled in when this task's "
+                        "dependencies are done, and it has none",
+                        locate(marks, path),
+                        where=dotted(path),
+                        hint="add the task that puts the list in shared_dict to its dependencies",
+                    )
+                )
+            _add(out, name, tdef, name, marks, problems)
+            continue
         names = groups[name] = []
         for combo, keys in combos:
             inst = instance_name(name, combo, keys)
@@ -196,3 +232,30 @@ class InstanceMarks(MutableMapping[Path_, int]):
 
     def __len__(self) -> int:
         return len(self.marks)
+
+
+def runtime_combinations(
+    task: str, matrix: dict[str, Any], shared: dict[Any, Any]
+) -> tuple[list[tuple[str, dict[str, Any]]], list[Problem]]:
+    """A run-time fan-out's instances now that ``shared`` holds its lists: (name, the values it sets) each,
+    or the problems that make it impossible (a missing key, a value that is not a list)."""
+    problems: list[Problem] = []
+    filled = dict(matrix)
+    for key, name in shared_keys(matrix).items():
+        value = shared.get(name)
+        if not isinstance(value, list):
+            got = "missing" if name not in shared else f"a {type(value).__name__}"
+            problems.append(Problem(f"matrix key '{key}': shared_dict[{name!r}] should be a list, but it is {got}"))
+            continue
+        filled[key] = value
+    if problems:
+        return [], problems
+    if any(v == [] for k, v in filled.items() if k not in RESERVED):  # an empty list: no instance, no error
+        return [], []
+    expansion = _Expansion(task, filled, {}, problems)
+    out = [(instance_name(task, combo, keys), combo) for combo, keys in expansion.combinations()]
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        problems.append(Problem(f"two instances would be named '{dup}': the list holds the same value twice"))
+    return ([] if problems else out), problems

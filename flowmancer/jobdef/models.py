@@ -177,6 +177,13 @@ class TaskDef(_Strict):
     def _one_glob(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
+    @property
+    def deferred(self) -> bool:
+        """A run-time fan-out (a ``matrix:`` value ``$SHARED{key}``): expanded when its dependencies are done."""
+        from .matrix import deferred
+
+        return deferred(self)
+
     def settings(self, defaults: TaskSettings) -> TaskSettings:
         """``defaults`` with this task's own keys over them (``defaults`` itself when it has none: a big job's
         tasks share one object)."""
