@@ -162,3 +162,14 @@ def test_matrix_errors_are_at_their_lines(fmtester):
     assert "two tasks are named 'e[chunk=1]' once the matrix is expanded" in err and "job.yaml:20:" in err
     assert "job.yaml:21:" in err and "matrix exclude names 'size', which is not a key of this matrix" in err
     assert "Traceback" not in err
+
+
+def test_an_incremental_run_reruns_only_the_instance_a_new_value_adds(fmtester):
+    fmtester.make_tasks(PARTS, name="parts")
+    fmtester.make_jobdef("tasks:\n  part: {task: Part, matrix: {chunk: [0, 1]}}\n")
+    assert fmtester.run("--incremental").ret == ExitCode.OK
+    (fmtester.path / "parts.txt").unlink()
+    fmtester.make_jobdef("tasks:\n  part: {task: Part, matrix: {chunk: [0, 1, 2]}}\n")
+    result = fmtester.run("--incremental")
+    assert result.ret == ExitCode.OK, result.stdout + result.stderr
+    assert [r[0] for r in _parts(fmtester)] == ["part[chunk=2]"]  # the two others are up to date
