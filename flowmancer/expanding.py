@@ -31,6 +31,7 @@ class Expanding:
 
     def _apply(self, task: TaskRun, stack: list[TaskRun]) -> None: ...
     def _settle(self, task: TaskRun) -> None: ...
+    def _settle_all(self, stack: list[TaskRun]) -> None: ...
 
     def _expanded(self, task: TaskRun) -> bool:
         """Ask whether ``task`` stands for others (once, when it first becomes ready); ``True`` if it did, or
@@ -91,6 +92,4 @@ class Expanding:
             for w in waiting:
                 if w.state is S.INIT:
                     self._apply(w, stack)
-        while stack:  # defaulted or skipped right away: settle their dependents too
-            self.open += 1
-            self._settle(stack.pop())
+        self._settle_all(stack)

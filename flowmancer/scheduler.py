@@ -115,6 +115,12 @@ class Scheduler(Stopping, Expanding):
                 self._count(name, t.state)
                 self._apply(dep, stack)
 
+    def _settle_all(self, stack: list[TaskRun]) -> None:
+        """Settle the tasks ``_apply`` defaulted or skipped right away, and their dependents in turn."""
+        while stack:
+            self.open += 1  # _apply counted them as settled already
+            self._settle(stack.pop())
+
     # -- starting --------------------------------------------------------------------------------
 
     def _start_ready(self) -> None:
@@ -336,9 +342,7 @@ class Scheduler(Stopping, Expanding):
         for t in job:
             if t.state is S.INIT:
                 self._apply(t, stack)
-        while stack:  # defaulted or skipped right away: settle their dependents too
-            self.open += 1
-            self._settle(stack.pop())
+        self._settle_all(stack)
         with SignalWatch() as sigs, self.watcher.selector:
             self.watcher.selector.register(sigs.r, selectors.EVENT_READ)
             while self.open > 0 or job.running or self.lingering:

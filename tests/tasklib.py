@@ -177,3 +177,16 @@ def wait_files(project, *names, timeout=20):
     while not all((project.path / n).exists() and (project.path / n).read_text() for n in names):
         assert time.time() < deadline, f"never saw {names}"
         time.sleep(0.02)
+
+
+def processes_with(marker: str) -> list[int]:
+    """The pids of the processes whose environment holds ``marker`` (``NAME=value``): a run's leftovers."""
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from tasklib import processes_with
 
 from flowmancer.exitcode import ExitCode
 from flowmancer.localexec import FORK_SERVER_MIN_TASKS
@@ -242,18 +243,6 @@ def test_the_command_starts_the_server_with_the_process_so_small_jobs_use_it(pro
     result.out.fnmatch_lines(["*SET_BY_CONF = yes*"])
 
 
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 @pytest.mark.parametrize("args", [["--list"], ["-n"], []])
 def test_a_server_started_with_the_process_and_not_used_does_not_outlive_it(project, args):
     """Listing, a dry run, a one-task job: the server started with the process goes away with it."""
@@ -262,4 +251,4 @@ def test_a_server_started_with_the_process_and_not_used_does_not_outlive_it(proj
     key, value = marker.split("=")
     result = project.run_python("-m", "flowmancer", "-j", "job.yaml", *args, env={key: value})
     assert result.ret == 0, result.stdout + result.stderr
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []

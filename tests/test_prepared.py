@@ -12,6 +12,7 @@ import signal
 import time
 
 import pytest
+from tasklib import processes_with
 
 from flowmancer.exitcode import ExitCode
 
@@ -56,18 +57,6 @@ def marks(project) -> list[tuple[str, int, int, float, int]]:
     p = project.path / "marks.txt"
     rows = [line.split() for line in p.read_text().splitlines()] if p.exists() else []
     return [(name, int(attempt), int(pid), float(age), int(value)) for name, attempt, pid, age, value in rows]
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:

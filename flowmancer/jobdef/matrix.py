@@ -57,6 +57,10 @@ def instance_name(task: str, combo: dict[str, Any], keys: list[str]) -> str:
     return f"{task}[{','.join(f'{k}={_shown(combo[k])}' for k in keys)}]"
 
 
+def _at(problems: list[Problem], marks: Marks, path: Path_, message: str, hint: str) -> None:
+    problems.append(Problem(message, locate(marks, path), where=dotted(path), hint=hint))
+
+
 class _Expansion:
     """The combinations of one task's ``matrix:``, with a problem at its line for each thing wrong."""
 
@@ -86,8 +90,7 @@ class _Expansion:
         self.include = self._entries(matrix.get("include"), "include", check_keys=False)
 
     def _problem(self, rel: Path_, message: str, hint: str = "") -> None:
-        path = (*self.base, *rel)
-        self.problems.append(Problem(message, locate(self.marks, path), where=dotted(path), hint=hint))
+        _at(self.problems, self.marks, (*self.base, *rel), message, hint)
 
     def _entries(self, raw: Any, kind: str, check_keys: bool) -> list[dict[str, Any]]:
         if raw is None:
@@ -147,13 +150,12 @@ def expand(tasks: dict[str, Any], marks: Marks, problems: list[Problem]) -> tupl
         clash = [k for k in expansion.axes if k in tdef.parameters]
         for key in clash:
             path = ("tasks", name, "matrix", key)
-            problems.append(
-                Problem(
-                    f"parameter '{key}' is given both in parameters and in matrix",
-                    locate(marks, path),
-                    where=dotted(path),
-                    hint="keep one: the matrix gives each instance its own value",
-                )
+            _at(
+                problems,
+                marks,
+                path,
+                f"parameter '{key}' is given both in parameters and in matrix",
+                "keep one: the matrix gives each instance its own value",
             )
         combos = expansion.combinations()
         if len(problems) > count:
@@ -161,14 +163,13 @@ def expand(tasks: dict[str, Any], marks: Marks, problems: list[Problem]) -> tupl
         if expansion.shared:  # a run-time fan-out: one placeholder task until then
             if not tdef.dependencies:
                 path = ("tasks", name, "matrix", next(iter(expansion.shared)))
-                problems.append(
-                    Problem(
-                        f"$SHARED{{{next(iter(expansion.shared.values()))}}} is filled in when this task's "
-                        "dependencies are done, and it has none",
-                        locate(marks, path),
-                        where=dotted(path),
-                        hint="add the task that puts the list in shared_dict to its dependencies",
-                    )
+                _at(
+                    problems,
+                    marks,
+                    path,
+                    f"$SHARED{{{next(iter(expansion.shared.values()))}}} is filled in when this task's "
+                    "dependencies are done, and it has none",
+                    "add the task that puts the list in shared_dict to its dependencies",
                 )
             _add(out, name, tdef, name, marks, problems)
             continue
@@ -186,13 +187,12 @@ def _add(out: dict[str, Any], name: str, tdef: Any, entry: str, marks: Marks, pr
         out[name] = tdef
         return True
     path: Path_ = ("tasks", entry)
-    problems.append(
-        Problem(
-            f"two tasks are named '{name}' once the matrix is expanded",
-            locate(marks, path),
-            where=dotted(path),
-            hint="rename the task, or change the matrix values that make the same name",
-        )
+    _at(
+        problems,
+        marks,
+        path,
+        f"two tasks are named '{name}' once the matrix is expanded",
+        "rename the task, or change the matrix values that make the same name",
     )
     return False
 
