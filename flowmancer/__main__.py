@@ -31,7 +31,10 @@ def main() -> None:
             signal.signal(signal.SIGINT, previous)
         if pressed:
             raise KeyboardInterrupt
-        console_main()
+        try:
+            console_main()
+        finally:  # the run is over: Ctrl-C now ends the process at once (in the interpreter's exit, a
+            signal.signal(signal.SIGINT, _exit_now)  # KeyboardInterrupt printed a traceback, or was lost)
     except KeyboardInterrupt:  # Ctrl-C outside the scheduler (which handles it itself): a message, no traceback
         print("interrupted", file=sys.stderr)
         for stream in (sys.stdout, sys.stderr):
@@ -43,6 +46,10 @@ def main() -> None:
         # being made while a module imports, say), CPython marks it unhandled and, at exit, kills itself with
         # SIGINT whatever the exit code. Nothing of a run is left to finalize here.
         os._exit(130)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    os._exit(130)
 
 
 if __name__ == "__main__":

@@ -243,6 +243,32 @@ def test_ctrl_c_that_python_swallows_while_starting_still_stops_the_run(project)
     assert result.duration < 4, "task a ran its 5 seconds: the swallowed Ctrl-C was lost"
 
 
+def test_ctrl_c_while_the_runner_exits_ends_it_at_once_without_a_traceback(project, launch):
+    """The run is over but the interpreter is still exiting (a plugin's atexit handler, here a slow one): a
+    Ctrl-C then raised KeyboardInterrupt inside the interpreter's exit and printed a traceback."""
+    project.makefile(
+        "flowmancerconf.py",
+        """
+        import atexit, time
+
+        def slow_goodbye():
+            open("exiting", "w").close()
+            time.sleep(30)
+
+        atexit.register(slow_goodbye)
+        """,
+    )
+    project.make_jobdef("tasks:\n  a: {task: Work, parameters: {seconds: 0, spawn_child: false}}\n")
+    proc = launch()
+    wait_for(lambda: (project.path / "exiting").exists(), what="the runner's exit")
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert time.time() - t0 < 5
+    assert proc.returncode == ExitCode.INTERRUPTED and "=== 1 completed" in out, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
 def test_ctrl_c_while_starting_exits_130_without_a_traceback(project, launch):
     """From the moment flowmancer's own code runs (it starts its fork server first thing) to the first task."""
     project.make_jobdef("tasks:\n  a: {task: Work, parameters: {seconds: 5, spawn_child: false}}\n  b: {task: Work}\n")
