@@ -45,8 +45,8 @@ def report_data(job: Job, exitcode: int, tails: dict[str, deque[str]]) -> dict[s
     end = job.end_time or job.start_time
     tasks = []
     for t in job:
-        try:
-            params = t.instance.model_dump(mode="json")  # SecretStr comes out as "**********"
+        try:  # a run-time fan-out's own task holds no validated parameters: its instances do
+            params = {} if t.definition.deferred else t.instance.model_dump(mode="json")  # SecretStr: "**********"
         except Exception:  # noqa: BLE001 - a parameter that cannot be shown is not worth failing for
             params = {}
         attempts = [
