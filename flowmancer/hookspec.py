@@ -178,7 +178,7 @@ def flowmancer_task_expand(job: Job, task: TaskRun) -> Optional[list[TaskRun]]:
     :param job: the ``Job``.
     :param task: the ready task; asked once, before ``flowmancer_task_reuse``.
     :return: the tasks to run in its place, unwired (they get its dependencies and dependents; it ends
-        COMPLETED), or ``None`` to run it. Raise ``flowmancer.errors.ExpandError`` to fail it. The ``fanout``
+        COMPLETED), or ``None`` to run it. Raise ``flowmancer.errors.ExpandError`` to fail it. The ``matrix``
         plugin answers for a ``matrix:`` over ``$SHARED{key}``.
     """
 

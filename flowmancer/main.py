@@ -47,6 +47,12 @@ def _load(config: Config) -> Job:
     module_fds = opened_since(before)  # files the user's modules opened: their task processes keep them
     for found in config.hook.flowmancer_jobdef_loaded(config=config, jobdef=loaded):
         problems += found or []
+    if not loaded.matrix_expanded:  # -p no:matrix
+        problems += [
+            Problem("matrix: needs the matrix plugin, blocked here (-p no:matrix)", loaded.location(("tasks", n)))
+            for n, t in loaded.model.tasks.items()
+            if t.matrix is not None
+        ]
     job = build_job(config, loaded, Registry("task"), problems)
     job.module_fds = module_fds
     return job

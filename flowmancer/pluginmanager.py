@@ -31,7 +31,7 @@ BUILTINS: dict[str, str] = {
     "pools": "flowmancer.pools",
     "priority": "flowmancer.priority",
     "command": "flowmancer.command",
-    "fanout": "flowmancer.fanout",
+    "matrix": "flowmancer.matrix",
     "retry": "flowmancer.retry",
     "timeout": "flowmancer.timeout",
     "failfast": "flowmancer.failfast",

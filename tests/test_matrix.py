@@ -173,3 +173,12 @@ def test_an_incremental_run_reruns_only_the_instance_a_new_value_adds(fmtester):
     result = fmtester.run("--incremental")
     assert result.ret == ExitCode.OK, result.stdout + result.stderr
     assert [r[0] for r in _parts(fmtester)] == ["part[chunk=2]"]  # the two others are up to date
+
+
+def test_with_the_plugin_blocked_a_matrix_is_an_error_at_its_task(fmtester):
+    fmtester.make_tasks(PARTS, name="parts")
+    fmtester.make_jobdef("tasks:\n  other: {task: Gather}\n  part:\n    task: Part\n    matrix: {chunk: [0, 1]}\n")
+    result = fmtester.run("-p", "no:matrix")
+    assert result.ret == ExitCode.JOBDEF_ERROR
+    assert "job.yaml:3: matrix: needs the matrix plugin, blocked here (-p no:matrix)" in result.stderr
+    assert _parts(fmtester) == []

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from ..errors import JobDefinitionError, Location, Problem, closest
 from .includes import _Loader
-from .matrix import InstanceMarks, expand
 from .models import ConfigSchema, LoadedJobDef
 from .validation import _prune, problems_from_validation
 
@@ -120,10 +119,6 @@ def _load(
             model = root.model_validate(_prune(data, exc.errors(include_url=False)))
         except ValidationError:
             model = root.model_validate({"tasks": {}})
-    keys = {name: set(t.matrix) for name, t in model.tasks.items() if t.matrix is not None}
-    model.tasks, groups = expand(model.tasks, marks, problems)
-    if groups:  # an instance's problems at the lines of the entry that made it
-        marks = InstanceMarks(marks, groups, keys)
     return LoadedJobDef(
         model=model,
         marks=marks,
@@ -132,7 +127,6 @@ def _load(
         problems=problems,
         task_names=names,
         outside_root=loader.outside,
-        matrix=groups,
     )
 
 

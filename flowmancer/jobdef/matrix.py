@@ -16,7 +16,7 @@ combination of its own when none matches (GitHub Actions' rule). A dependency on
 instance. Expanded before anything else looks at the job, so ``--list``, ``-n``, ``--graph``, ``-k``, the
 checkpoint and incremental runs all see the instances. A value ``$SHARED{key}`` (a list an upstream task puts
 in ``shared_dict``) leaves the entry one task until the run, which expands it when it is ready
-(``runtime_combinations``, the ``fanout`` plugin).
+(``runtime_combinations``). The ``matrix`` plugin (``flowmancer/matrix.py``) does both.
 """
 
 from __future__ import annotations

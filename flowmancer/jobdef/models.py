@@ -278,6 +278,7 @@ class LoadedJobDef:
     outside_root: list[str] = field(default_factory=list)  # includes from outside the app root
     #: each matrix task -> the tasks it was expanded into (a dependency on it means all of them)
     matrix: dict[str, list[str]] = field(default_factory=dict)
+    matrix_expanded: bool = False  # the ``matrix`` plugin did (see main._load)
 
     def location(self, path: Path_) -> Optional[Location]:
         return locate(self.marks, path)

@@ -1,4 +1,9 @@
-"""Built-in plugin ``fanout``: a ``matrix:`` over a list an upstream task made, expanded at run time.
+"""Built-in plugin ``matrix``: a task entry run once per combination of parameter values.
+
+At load time (``flowmancer_jobdef_loaded``, first of all plugins) each ``matrix:`` entry becomes its
+instances (``jobdef.matrix``: see ``jobdef/matrix.py``), so every other plugin, ``--list``, ``-n``, the
+checkpoint and incremental runs see them. At run time (``flowmancer_task_expand``) a matrix over a list an
+upstream task made expands when its task is ready:
 
     list:  {task: ListChunks}                       # self.shared_dict["chunks"] = [0, 1, 2, 3, 4]
     count: {task: CountWords, dependencies: [list], matrix: {chunk: '$SHARED{chunks}'}}  # quoted in {...}
@@ -18,13 +23,28 @@ from typing import Optional
 
 from pydantic import ValidationError
 
-from .errors import ExpandError
+from .config import Config
+from .errors import ExpandError, Problem
 from .job import Job, TaskRun
-from .jobdef.matrix import runtime_combinations
+from .jobdef import LoadedJobDef
+from .jobdef.matrix import InstanceMarks, expand, runtime_combinations
 from .markers import hookimpl
 
 #: the most tasks one fan-out may make (a runaway list is an error, not a million processes)
 MAX_INSTANCES = 100_000
+
+
+@hookimpl(tryfirst=True)
+def flowmancer_jobdef_loaded(config: Config, jobdef: LoadedJobDef) -> Optional[list[Problem]]:
+    """Expand the load-time matrices first: the other plugins check the instances."""
+    model = jobdef.model
+    problems: list[Problem] = []
+    keys = {name: set(t.matrix) for name, t in model.tasks.items() if t.matrix is not None}
+    model.tasks, jobdef.matrix = expand(model.tasks, jobdef.marks, problems)
+    if jobdef.matrix:  # an instance's problems at the lines of the entry that made it
+        jobdef.marks = InstanceMarks(jobdef.marks, jobdef.matrix, keys)
+    jobdef.matrix_expanded = True
+    return problems
 
 
 @hookimpl
