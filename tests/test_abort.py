@@ -92,4 +92,5 @@ def test_abort_right_after_spawn_still_runs_on_abort(project, spawn_path):
     result = project.run(plugins=(_AbortAtStart(),))
     assert time.time() - start < 4  # not waiting for the grace period's SIGKILL
     assert result.states()["s"] == "ABORTED"
-    assert "s on_abort" in marks(project)
+    # rarely failed under heavy CPU load (on_abort never ran): what the run says if it does again
+    assert "s on_abort" in marks(project), (result.ret, result.job.tasks["s"].history, result.stdout, result.stderr)
