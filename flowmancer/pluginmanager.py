@@ -47,6 +47,7 @@ BUILTINS: dict[str, str] = {
     "completion": "flowmancer.completion",
     "docs": "flowmancer.docs",
     "terminal": "flowmancer.terminal",
+    "ui": "flowmancer.ui.plugin",
 }
 #: Former names of built-ins, still accepted by ``-p no:NAME``.
 ALIASES = {"runner": "scheduler", "spawn": "localexec", "select": "selection"}
