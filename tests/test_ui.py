@@ -65,14 +65,21 @@ def end_linger(proc) -> str:
 
 
 def events_until_end(url: str) -> list[dict[str, Any]]:
-    events = []
-    with urllib.request.urlopen(url + "api/events", timeout=30) as stream:
-        for raw in stream:
-            if raw.startswith(b"data: "):
-                events.append(json.loads(raw[6:]))
-                if events[-1]["type"] == "end":
-                    return events
-    raise AssertionError(f"the stream ended before the run: {events[-3:]}")
+    """Every event to the run's end, reconnecting as a browser does (a client that falls too far behind is
+    dropped; it resumes from the last event it got)."""
+    events: list[dict[str, Any]] = []
+    for _ in range(50):
+        since = events[-1]["seq"] if events else 0
+        try:
+            with urllib.request.urlopen(f"{url}api/events?since={since}", timeout=30) as stream:
+                for raw in stream:
+                    if raw.startswith(b"data: "):
+                        events.append(json.loads(raw[6:]))
+                        if events[-1]["type"] == "end":
+                            return events
+        except ConnectionResetError:
+            pass
+    raise AssertionError(f"never saw the end of the run ({len(events)} events)")
 
 
 def get_json(url: str) -> Any:
@@ -106,12 +113,14 @@ def test_the_page_shows_running_then_completed_without_a_reload(fmtester, tmp_pa
         assert shown["slow-a"] == shown["slow-b"] == "RUNNING" and shown["first"] == "COMPLETED"
         assert shown["last"] == "INIT"
         browser.js("document.querySelector(`#graph g.node[data-task='slow-a']`).dispatchEvent(new MouseEvent('click'))")
-        line = browser.wait_for("document.getElementById('log').textContent", what="slow-a's output")
-        assert "<b>napping</b> 2.5" in line and browser.js("document.querySelectorAll('#log b').length") == 0
+        browser.wait_for(
+            "document.getElementById('log').textContent.includes('<b>napping</b> 2.5')", what="slow-a's output"
+        )
+        assert browser.js("document.querySelectorAll('#log b').length") == 0  # text, never markup
         params = browser.js("document.getElementById('params').textContent")
         assert '"seconds": 2.5' in params and "**********" in params and "hunter2" not in params
         assert browser.js("document.querySelectorAll('#timeline rect.bar.s-RUNNING').length") == 2
-        browser.screenshot(tmp_path / "running.png")
+        browser.screenshot(Path(os.environ.get("UI_SHOTS", tmp_path)) / "running.png")
         browser.wait_for("document.body.dataset.status === 'ended'", timeout=30, what="the end of the run")
         assert browser.js("window.notReloaded") is True  # the same page, updated by its events
         assert set(states(browser).values()) == {"COMPLETED"}
@@ -139,7 +148,7 @@ def test_an_event_stream_sees_every_transition_in_order_and_the_state_matches_th
     wait_files(fmtester, "started-a")  # a late client: it gets what came before, in order
     events = events_until_end(url)
     seqs = [e["seq"] for e in events]
-    assert seqs == list(range(1, len(seqs) + 1))
+    assert seqs == list(range(1, len(seqs) + 1))  # none missed, none twice
     states_of: dict[str, list[str]] = {}
     for e in events:
         if e["type"] == "state":
@@ -274,8 +283,67 @@ def test_a_client_that_never_reads_does_not_stall_the_run(fmtester):
     reader = urllib.request.urlopen(url + "api/state", timeout=10)
     reader.close()
     events = events_until_end(url)  # a client that reads sees the end while the stuck one holds its socket
-    assert events[-1]["exitcode"] == 0
-    assert sum(len(e["lines"]) for e in events if e["type"] == "log") >= 10 * 200
+    assert events[-1]["exitcode"] == 0 and events[-1]["summary"] == {"COMPLETED": 10}
+    assert any(e["type"] == "log" and "line 19999 " + "x" * 100 in e["lines"] for e in events)
     end_linger(proc)
     assert proc.returncode == 0
     stuck.close()
+
+
+def test_watch_keeps_one_page_across_reruns(fmtester, tmp_path):
+    from test_watch import Watcher
+
+    fmtester.make_tasks(TASKS)
+    job = "tasks:\n  a: {task: Nap, parameters: {seconds: 0.1}}\n  b: {task: Nap, parameters: {seconds: %s}}\n"
+    fmtester.make_jobdef(job % "0.2")
+    w = Watcher(fmtester.path, "-j", "job.yaml", "--ui")
+    browser = Browser(tmp_path / "profile") if CHROMIUM else None
+    try:
+        w.wait_for(lambda t: "=== 2 completed" in t)
+        url = re.search(r"live view: (http://\S+)", w.text).group(1)  # type: ignore[union-attr]
+        assert w.text.count(f"live view: {url}") == 2  # the watcher's line, and the run's header
+        first = get_json(url + "api/state")
+        assert first["job"]["run"] == 1 and first["counts"] == {"COMPLETED": 2}
+        if browser:
+            browser.open(url)
+            browser.wait_for("document.body.dataset.status === 'ended'", what="run 1's end")
+            browser.js("window.notReloaded = true")
+        time.sleep(0.3)
+        fmtester.make_jobdef(job % "0.3")  # b's parameter: only b reruns
+        w.wait_for(lambda t: "1 completed, 1 up to date" in t)
+        snap = get_json(url + "api/state")
+        assert snap["job"]["run"] == 2 and snap["job"]["changed"] == ["job.yaml"] and snap["job"]["exitcode"] == 0
+        tasks = {t["name"]: t for t in snap["tasks"]}
+        assert tasks["a"]["attempts"][-1]["up_to_date"] and not tasks["b"]["attempts"][-1]["up_to_date"]
+        assert snap["up_to_date"] == 1
+        events = events_since(url, first["seq"])
+        assert events[0]["type"] == "job" and events[0]["rerun"] is True
+        assert [e["task"] for e in events if e["type"] == "state" and e["state"] == "RUNNING"] == ["b"]
+        if browser:
+            banner = browser.wait_for(
+                "document.getElementById('banner').textContent.includes('reran') && "
+                "document.getElementById('banner').textContent",
+                what="run 2's banner",
+            )
+            assert "run 2" in banner and "changed: job.yaml" in banner and "reran b · 1 up to date" in banner
+            assert browser.js("window.notReloaded") is True
+            browser.screenshot(Path(os.environ.get("UI_SHOTS", tmp_path)) / "rerun.png")
+    finally:
+        if browser:
+            browser.close()
+        w.stop()
+    with pytest.raises(OSError):  # the watcher's end is its page's
+        urllib.request.urlopen(url + "api/state", timeout=5)
+
+
+def events_since(url: str, since: int) -> list[dict[str, Any]]:
+    """The events after ``since`` up to the last one so far (``/api/state``'s seq)."""
+    last = get_json(url + "api/state")["seq"]
+    events: list[dict[str, Any]] = []
+    with urllib.request.urlopen(f"{url}api/events?since={since}", timeout=30) as stream:
+        for raw in stream:
+            if raw.startswith(b"data: "):
+                events.append(json.loads(raw[6:]))
+                if events[-1]["seq"] == last:
+                    return events
+    raise AssertionError(f"the stream ended early: {events[-3:]}")

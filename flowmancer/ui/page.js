@@ -22,7 +22,9 @@ function el(tag, attrs, text) {
 }
 const now = () => Date.now() / 1000 - clockSkew;
 const secs = (s) => (s < 60 ? s.toFixed(s < 10 ? 2 : 1) + " s" : Math.floor(s / 60) + " min " + Math.round(s % 60) + " s");
-const LABEL = { INIT: "waiting", PENDING: "ready" };
+const LABEL = { INIT: "waiting", PENDING: "ready", UP_TO_DATE: "up to date" };
+// a task an incremental run (or a --watch rerun) found up to date: completed, not run again
+const shown = (t) => (t.state === "COMPLETED" && t.attempts.length && t.attempts[t.attempts.length - 1].up_to_date ? "UP_TO_DATE" : t.state);
 const label = (s) => LABEL[s] || s.toLowerCase();
 const clock = (t) => (t ? new Date(t * 1000).toLocaleTimeString() : "");
 
@@ -39,6 +41,7 @@ function setJob(e) {
 }
 
 function apply(e) {
+  if (e.seq && e.seq <= seq) return;  // had already (a reconnection resumes from the last one it got)
   if (e.seq) seq = e.seq;
   const t = e.task && typeof e.task === "string" ? tasks.get(e.task) || addTask({ name: e.task }) : null;
   switch (e.type) {
@@ -118,7 +121,8 @@ function layout() {
 
 // -- the timeline: each task's attempts as bars, a running one growing
 function timeline() {
-  const rows = [...tasks.values()].filter((t) => t.attempts.length || t.running_since);
+  const ran = (t) => t.attempts.filter((a) => a.start && !a.up_to_date);  // up to date: it did not run
+  const rows = [...tasks.values()].filter((t) => ran(t).length || t.running_since);
   const start = job.start || now(), end = job.end || now();
   const span = Math.max(end - start, 1e-3), L = 150, W = 520, R = 16;
   const svg = $("timeline");
@@ -133,7 +137,7 @@ function timeline() {
   rows.forEach((t, i) => {
     const y = i * R + 2;
     svg.appendChild(el("svg:text", { x: L - 6, y: y + 11, "text-anchor": "end" }, t.name.slice(0, 24)));
-    const bars = t.attempts.filter((a) => a.start).map((a) => [a.start, a.end || a.start, a.state, a.attempt]);
+    const bars = ran(t).map((a) => [a.start, a.end || a.start, a.state, a.attempt]);
     if (t.running_since) bars.push([t.running_since, now(), "RUNNING", t.attempts.length + 1]);
     for (const [s, e, state, n] of bars) {
       const x = L + (W * (s - start)) / span, w = Math.max(2, (W * (e - s)) / span);
@@ -154,6 +158,7 @@ function choose(name) {
   render();
 }
 function appendLog(lines) {
+  if (!lines.length) return;
   const box = $("log"), atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
   box.appendChild(document.createTextNode(lines.join("\n") + "\n"));
   while (box.childNodes.length > LOG_KEEP) box.removeChild(box.firstChild);
@@ -162,7 +167,7 @@ function appendLog(lines) {
 function details() {
   const t = chosen && tasks.get(chosen), info = $("info");
   if (!t) return;
-  $("chosen").textContent = t.name + " · " + label(t.state);
+  $("chosen").textContent = t.name + " · " + label(shown(t));
   info.replaceChildren();
   const meta = [["class", t.class || ""], ["depends on", t.dependencies.join(", ") || "nothing"]];
   if (t.tags && t.tags.length) meta.push(["tags", t.tags.join(", ")]);
@@ -183,17 +188,20 @@ function render() {
   if (layoutDirty) layout();
   const counts = {};
   for (const [name, t] of tasks) {
-    counts[t.state] = (counts[t.state] || 0) + 1;
+    const s = shown(t);
+    counts[s] = (counts[s] || 0) + 1;
     const g = nodes.get(name);
-    if (g && g.dataset.state !== t.state) {
+    if (g && (g.dataset.state !== t.state || g.dataset.shown !== s)) {
       g.dataset.state = t.state;
-      g.setAttribute("class", "node s-" + t.state + (name === chosen ? " chosen" : ""));
+      g.dataset.shown = s;
+      g.setAttribute("class", "node s-" + s + (name === chosen ? " chosen" : ""));
     } else if (g) g.classList.toggle("chosen", name === chosen);
   }
   const box = $("counts");
   box.replaceChildren();
   for (const [s, n] of Object.entries(counts)) box.appendChild(el("span", { class: "s-" + s, "data-state": s }, n + " " + label(s)));
-  $("job").textContent = "job " + (job.name || "") + (job.run > 1 ? " · run " + job.run : "");
+  $("job").textContent = (job.name || "") + (job.run > 1 ? " · run " + job.run : "");
+  document.title = "flowmancer · " + (job.name || "");
   const ended = job.exitcode !== undefined && job.exitcode !== null;
   document.body.dataset.status = ended ? "ended" : "running";
   $("status").textContent = ended ? "ended · exit code " + job.exitcode : "running";

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,11 +27,15 @@ from ..markers import hookimpl
 from ..states import ExecutionState, LogLines, TaskResult
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-#: lines of one write sent to the page, and characters of one line (the task's log file keeps all)
-MAX_LINES = 200
+#: lines of a task sent to the page per batch (its last ones), and characters of one line (its log file has all)
+MAX_LINES = 100
 MAX_CHARS = 2000
 #: bytes that may wait for a slow server before events are dropped (and the whole state sent after)
 BACKLOG = 1 << 20
+#: seconds between two writes of events (a page redraws at most 5 times a second)
+FLUSH_EVERY = 0.05
+#: one encoder for every event (``json.dumps`` with options makes a new one per call)
+_encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
 
 
 class Helper:
@@ -146,6 +151,19 @@ def _attempt(r: TaskResult) -> dict[str, Any]:
     }
 
 
+class Tail:
+    """The last ``MAX_LINES`` lines a task wrote since the last batch, and how many came before them."""
+
+    def __init__(self, attempt: int) -> None:
+        self.attempt = attempt
+        self.lines: deque[str] = deque(maxlen=MAX_LINES)
+        self.skipped = 0
+
+    def add(self, messages: list[str]) -> None:
+        self.skipped += max(0, len(self.lines) + len(messages) - MAX_LINES)
+        self.lines.extend(m if len(m) <= MAX_CHARS else m[:MAX_CHARS] + " …" for m in messages[-MAX_LINES:])
+
+
 class UiReporter:
     """Registered for a run with the live view (``plugin.flowmancer_job_start``)."""
 
@@ -154,7 +172,11 @@ class UiReporter:
         self.linger = linger
         self.helper: Optional[Helper] = None
         self.lines: list[str] = []
-        self.attempts: dict[str, int] = {}  # the attempt each task's last lines came from
+        self.attempts: dict[str, int] = {}
+        self.quoted: dict[str, str] = {}
+        self.flushed = 0.0  # time.monotonic() of the last write
+        self.logs: dict[str, Tail] = {}  # lines written since the last batch, by task
+        self.end: dict[str, Any] = {}  # the attempt each task's last lines came from
         if feed_path:  # a --watch rerun: the watcher's server
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -188,15 +210,18 @@ class UiReporter:
             "changed": changed,
             "notes": list(job.notes),
             "tasks": [_jsonable(t) for t in job],
+            **self.end,  # a snapshot sent after the end (events were dropped) says how it ended
         }
-        return (json.dumps(event, default=str) + "\n").encode()
+        return (_encode(event) + "\n").encode()
 
     def _add(self, event: dict[str, Any]) -> None:
-        self.lines.append(json.dumps(event, default=str))
+        self.lines.append(_encode(event))
         if len(self.lines) >= 1000:  # a long batch: do not hold it all
             self.flush()
 
     def flush(self) -> None:
+        for name in list(self.logs):
+            self._lines_of(name)
         if self.feed.stale:
             self.lines.clear()
             self.feed.stale = False
@@ -211,6 +236,12 @@ class UiReporter:
 
     @hookimpl
     def flowmancer_runjob_idle(self, job: Job) -> Optional[float]:
+        if not self.lines and not self.feed.pending and not self.feed.stale:
+            return None
+        now = time.monotonic()
+        if now < self.flushed + FLUSH_EVERY:  # at most 20 writes a second: the server, each browser, wake for a batch
+            return self.flushed + FLUSH_EVERY - now
+        self.flushed = now
         self.flush()
         return 0.5 if self.feed.pending or self.feed.stale else None  # a slow server: try again soon
 
@@ -218,7 +249,11 @@ class UiReporter:
     def flowmancer_task_transition(
         self, job: Job, task: TaskRun, from_state: ExecutionState, to_state: ExecutionState
     ) -> None:
-        self._add({"type": "state", "task": task.name, "state": to_state.value, "time": time.time()})
+        if task.name in self.logs:
+            self._lines_of(task.name)
+        # the hot path (three per task): written out, the name's JSON form kept
+        name = self.quoted.get(task.name) or self.quoted.setdefault(task.name, _encode(task.name))
+        self.lines.append(f'{{"type":"state","task":{name},"state":"{to_state.value}","time":{time.time()!r}}}')
 
     @hookimpl
     def flowmancer_task_added(self, job: Job, task: TaskRun) -> None:
@@ -226,24 +261,29 @@ class UiReporter:
 
     @hookimpl
     def flowmancer_task_output(self, job: Job, task: TaskRun, lines: LogLines) -> None:
-        messages = lines.messages[-MAX_LINES:]  # a flood: its tail (the log file has all of it)
-        if self.attempts.get(task.name, lines.attempt) != lines.attempt:
-            messages = [f"── attempt {lines.attempt} ──", *messages]
-        self.attempts[task.name] = lines.attempt
-        self._add(
-            {
-                "type": "log",
-                "task": task.name,
-                "attempt": lines.attempt,
-                "stream": lines.stream,
-                "severity": str(lines.severity),
-                "time": lines.timestamp,
-                "lines": [m if len(m) <= MAX_CHARS else m[:MAX_CHARS] + " …" for m in messages],
-            }
-        )
+        kept = self.logs.get(task.name)
+        if kept is not None and kept.attempt != lines.attempt:
+            self._lines_of(task.name)
+            kept = None
+        if kept is None:
+            kept = self.logs[task.name] = Tail(lines.attempt)
+            if self.attempts.get(task.name, lines.attempt) != lines.attempt:
+                kept.lines.append(f"── attempt {lines.attempt} ──")
+            self.attempts[task.name] = lines.attempt
+        kept.add(lines.messages)
+
+    def _lines_of(self, name: str) -> None:
+        """The lines ``name`` wrote since the last batch, as one event (before its next state's)."""
+        kept = self.logs.pop(name)
+        lines = list(kept.lines)
+        if kept.skipped:
+            lines.insert(0, f"… {kept.skipped} lines not shown here (the task's log file has every line)")
+        self._add({"type": "log", "task": name, "attempt": kept.attempt, "lines": lines})
 
     @hookimpl
     def flowmancer_task_finish(self, job: Job, task: TaskRun, result: TaskResult) -> None:
+        if task.name in self.logs:
+            self._lines_of(task.name)
         self._add({"type": "result", "task": task.name, **_attempt(result)})
 
     @hookimpl
@@ -251,15 +291,16 @@ class UiReporter:
         counts: dict[str, int] = {}
         for t in job:
             counts[t.state.value] = counts.get(t.state.value, 0) + 1
-        self._add({"type": "end", "exitcode": exitcode, "end": job.end_time or time.time(), "summary": counts})
+        self.end = {"exitcode": exitcode, "end": job.end_time or time.time(), "summary": counts}
+        self._add({"type": "end", **self.end})
         self.flush()
 
     @hookimpl
     def flowmancer_unconfigure(self) -> None:
         deadline = time.monotonic() + 2.0
-        while self.feed.pending and self.feed.fd >= 0 and time.monotonic() < deadline:  # a slow server's last words
-            select.select([], [self.feed.fd], [], max(0.0, deadline - time.monotonic()))
-            self.feed.write(b"")
+        while (self.feed.pending or self.feed.stale) and self.feed.fd >= 0 and time.monotonic() < deadline:
+            select.select([], [self.feed.fd], [], max(0.0, deadline - time.monotonic()))  # a slow server's last words
+            self.flush()
         if self.helper is None:
             if self.feed.fd >= 0:
                 self.conn.close()

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import hmac
 import json
-import queue
+import os
 import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from .state import DROPPED, State
+from .state import State
 
-#: a comment line sent to an idle event stream this often, so a client that went away is noticed
-KEEPALIVE = 15.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 FILES = {"/": ("page.html", "text/html; charset=utf-8"), "/page.js": ("page.js", "text/javascript; charset=utf-8")}
 HEADERS = {
@@ -105,38 +103,42 @@ def make_handler(state: State, token: str, loopback: bool) -> type[BaseHTTPReque
             self.close_connection = True
             if self.command == "HEAD":
                 return
-            q = state.subscribe(since)
-            out: BinaryIO = self.wfile  # type: ignore[assignment]
-            try:
-                out.write(b"retry: 1000\n\n")
-                while True:
-                    try:
-                        data = q.get(timeout=KEEPALIVE)
-                    except queue.Empty:
-                        out.write(b": keep-alive\n\n")
-                        out.flush()
-                        continue
-                    if data is DROPPED:
-                        return
-                    seq, text = data
-                    out.write(f"id: {seq}\ndata: {text}\n\n".encode())
-                    if q.empty():
-                        out.flush()
-            except OSError:  # the client went away
-                pass
-            finally:
-                state.unsubscribe(q)
+            self.wfile.flush()
+            self.server.kept.add(self.connection)  # type: ignore[attr-defined]
+            state.subscribe(since, self.connection)  # the broadcaster's now
 
     return Handler
 
 
-def feed(state: State, lines: BinaryIO, run: int) -> None:
-    for line in lines:
-        if line.strip():
-            try:
-                state.add(json.loads(line), run)
-            except (ValueError, KeyError, TypeError):  # never from our runner; not worth the server
-                continue
+class Server(ThreadingHTTPServer):
+    """Its event streams outlive their request's thread: the broadcaster writes them and closes them."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.kept: set[socket.socket] = set()
+
+    def shutdown_request(self, request: Any) -> None:
+        if request in self.kept:
+            self.kept.discard(request)
+        else:
+            super().shutdown_request(request)
+
+
+def feed(state: State, fd: int, run: int) -> None:
+    """Read the runner's events as they come, a batch (what one read returns) at a time."""
+    rest = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        state.add(lines, run)
 
 
 def accept_runs(state: State, listener: socket.socket) -> None:
@@ -145,28 +147,33 @@ def accept_runs(state: State, listener: socket.socket) -> None:
     while True:
         conn, _ = listener.accept()
         run += 1
-        threading.Thread(target=feed, args=(state, conn.makefile("rb"), run), daemon=True).start()
+        threading.Thread(target=feed, args=(state, conn.detach(), run), daemon=True).start()
 
 
 def main(token: str, listen_fd: int, feed_fd: int = -1) -> int:
     """Serve on the listening socket the runner made; events on stdin, or (``feed_fd``) from each rerun."""
+    try:  # the run comes first: on a busy machine the page is a little later, the tasks never are
+        os.nice(10)
+    except OSError:
+        pass
     state = State()
     listener = socket.socket(fileno=listen_fd)
     host = listener.getsockname()[0]
-    server = ThreadingHTTPServer(listener.getsockname()[:2], make_handler(state, token, host in LOOPBACK_NAMES), False)
+    server = Server(listener.getsockname()[:2], make_handler(state, token, host in LOOPBACK_NAMES), False)
     server.socket.close()
     server.socket = listener
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    stdin = sys.stdin.buffer
     if feed_fd >= 0:
         threading.Thread(target=accept_runs, args=(state, socket.socket(fileno=feed_fd)), daemon=True).start()
-        stdin.read()  # the watcher's end is the server's
+        while sys.stdin.buffer.read(1 << 16):  # the watcher's end is the server's
+            pass
     else:
-        feed(state, stdin, 1)
-    server.shutdown()
+        feed(state, sys.stdin.fileno(), 1)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], *map(int, sys.argv[2:4])))
+    code = main(sys.argv[1], *map(int, sys.argv[2:4]))
+    # Nothing to flush or finalize: end now (the runner waits for this process as it ends; its threads,
+    # the server's and the broadcaster's, go with it).
+    os._exit(code)
