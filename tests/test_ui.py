@@ -19,7 +19,7 @@ from browser import CHROMIUM, Browser, states
 from tasklib import pid_alive, processes_with, start_job, wait_files
 
 TASKS = """
-import time
+import os, time
 from pydantic import SecretStr
 from flowmancer.task import Task, task
 
@@ -32,6 +32,15 @@ class Nap(Task):
         print(f"<b>napping</b> {self.seconds}")
         open(f"started-{self.task_info.name}", "w").write("x")
         time.sleep(self.seconds)
+
+@task
+class Held(Nap):
+    def run(self):
+        super().run()
+        print("halfway")
+        deadline = time.time() + 60
+        while not os.path.exists(f"release-{self.task_info.name}") and time.time() < deadline:
+            time.sleep(0.02)
 
 @task
 class Chatty(Task):
@@ -93,8 +102,8 @@ def test_the_page_shows_running_then_completed_without_a_reload(fmtester, tmp_pa
     fmtester.make_jobdef(
         "tasks:\n"
         "  first: {task: Nap, parameters: {seconds: 0.2}}\n"
-        "  slow-a: {task: Nap, dependencies: [first], parameters: {seconds: 2.5}}\n"
-        "  slow-b: {task: Nap, dependencies: [first], parameters: {seconds: 2.5}}\n"
+        "  slow-a: {task: Held, dependencies: [first], parameters: {seconds: 2.5}}\n"
+        "  slow-b: {task: Held, dependencies: [first], parameters: {seconds: 2.5}}\n"
         "  last: {task: Nap, dependencies: [slow-a, slow-b], parameters: {seconds: 0.2}}\n"
     )
     proc = start_job(fmtester, "--ui", "--ui-linger", "30")
@@ -117,10 +126,14 @@ def test_the_page_shows_running_then_completed_without_a_reload(fmtester, tmp_pa
             "document.getElementById('log').textContent.includes('<b>napping</b> 2.5')", what="slow-a's output"
         )
         assert browser.js("document.querySelectorAll('#log b').length") == 0  # text, never markup
+        browser.wait_for("document.getElementById('log').textContent.includes('halfway')", what="a later line")
+        assert states(browser)["slow-a"] == "RUNNING"  # each line shows as it is written, not at the task's end
         params = browser.js("document.getElementById('params').textContent")
         assert '"seconds": 2.5' in params and "**********" in params and "hunter2" not in params
         assert browser.js("document.querySelectorAll('#timeline rect.bar.s-RUNNING').length") == 2
         browser.screenshot(Path(os.environ.get("UI_SHOTS", tmp_path)) / "running.png")
+        for name in ("slow-a", "slow-b"):
+            (fmtester.path / f"release-{name}").write_text("x")
         browser.wait_for("document.body.dataset.status === 'ended'", timeout=30, what="the end of the run")
         assert browser.js("window.notReloaded") is True  # the same page, updated by its events
         assert set(states(browser).values()) == {"COMPLETED"}

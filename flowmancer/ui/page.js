@@ -92,7 +92,7 @@ function layout() {
   const cols = [];
   for (const name of tasks.keys()) (cols[level(name, new Set())] ||= []).push(name);
   const many = tasks.size > 200;
-  const W = many ? 110 : 160, H = many ? 16 : 26, GX = many ? 24 : 50, GY = many ? 4 : 10;
+  const W = many ? 110 : 150, H = many ? 16 : 26, GX = many ? 20 : 36, GY = many ? 4 : 10;
   const pos = new Map();
   cols.forEach((col, c) => col.forEach((n, r) => pos.set(n, [c * (W + GX) + 4, r * (H + GY) + 4])));
   const svg = $("graph");

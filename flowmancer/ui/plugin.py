@@ -10,22 +10,22 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from typing import Annotated, Any, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Optional, Union
 
-from pydantic import AfterValidator
-
-from ..config import Config
 from ..errors import UsageError
-from ..job import Job
-from ..jobdef.models import ConfigSchema
 from ..markers import hookimpl
 from ..stash import StashKey
+
+if TYPE_CHECKING:  # every run loads this plugin: what only a run with the view needs is imported then
+    from ..config import Config
+    from ..job import Job
+    from ..jobdef.models import ConfigSchema
 
 #: set for a ``--watch`` rerun: the watcher's server (its feed socket, and the page's URL)
 FEED_ENV = "FLOWMANCER_UI_FEED"
 URL_ENV = "FLOWMANCER_UI_URL"
 DEFAULT = "127.0.0.1:0"
-_ADDRESS = re.compile(r"^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):)?(\d{1,5})$")
+_ADDRESS = r"^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):)?(\d{1,5})$"  # compiled on first use
 URL = StashKey[str]()
 HELPER = StashKey[Any]()
 
@@ -34,7 +34,7 @@ def address(where: Union[str, int, bool]) -> tuple[str, int]:
     """``8000``, ``:8000``, ``0.0.0.0:8000``, ``[::1]:0`` (0: a free port) -> (host, port); loopback unless named."""
     if where is True:
         where = DEFAULT
-    m = _ADDRESS.match(str(where).strip())
+    m = re.match(_ADDRESS, str(where).strip())
     if where is False or m is None or int(m.group(2)) > 65535:
         raise ValueError(f"{where!r} is not [HOST:]PORT (e.g. 8000, 0.0.0.0:8000, [::1]:0; port 0 picks a free one)")
     return (m.group(1) or "127.0.0.1").strip("[]"), int(m.group(2))
@@ -77,6 +77,8 @@ def flowmancer_addoption(parser: argparse.ArgumentParser) -> None:
 
 @hookimpl
 def flowmancer_addconfig(schema: ConfigSchema) -> None:
+    from pydantic import AfterValidator
+
     schema.add(
         "ui",
         Optional[Annotated[Union[bool, int, str], AfterValidator(_checked)]],

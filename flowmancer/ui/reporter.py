@@ -236,7 +236,7 @@ class UiReporter:
 
     @hookimpl
     def flowmancer_runjob_idle(self, job: Job) -> Optional[float]:
-        if not self.lines and not self.feed.pending and not self.feed.stale:
+        if not self.lines and not self.logs and not self.feed.pending and not self.feed.stale:
             return None
         now = time.monotonic()
         if now < self.flushed + FLUSH_EVERY:  # at most 20 writes a second: the server, each browser, wake for a batch
