@@ -92,7 +92,7 @@ function layout() {
   const cols = [];
   for (const name of tasks.keys()) (cols[level(name, new Set())] ||= []).push(name);
   const many = tasks.size > 200;
-  const W = many ? 110 : 150, H = many ? 16 : 26, GX = many ? 20 : 36, GY = many ? 4 : 10;
+  const W = many ? 110 : 140, H = many ? 16 : 26, GX = many ? 20 : 28, GY = many ? 4 : 10;
   const pos = new Map();
   cols.forEach((col, c) => col.forEach((n, r) => pos.set(n, [c * (W + GX) + 4, r * (H + GY) + 4])));
   const svg = $("graph");
@@ -110,7 +110,7 @@ function layout() {
   for (const [name, [x, y]] of pos) {
     const g = el("svg:g", { class: "node", "data-task": name });
     g.appendChild(el("svg:rect", { x, y, width: W, height: H, rx: 4 }));
-    g.appendChild(el("svg:text", { x: x + 6, y: y + H / 2 + 4 }, name.length > W / 7 ? name.slice(0, W / 7 - 1) + "…" : name));
+    g.appendChild(el("svg:text", { x: x + 6, y: y + H / 2 + 4 }, name.length > W / 6.6 ? name.slice(0, W / 6.6 - 1) + "…" : name));
     g.appendChild(el("svg:title", {}, name));
     g.addEventListener("click", () => choose(name));
     svg.appendChild(g);
