@@ -25,6 +25,7 @@ from ..errors import UsageError
 from ..job import Job, TaskRun
 from ..markers import hookimpl
 from ..states import ExecutionState, LogLines, TaskResult
+from .plugin import URL_ENV
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: lines of a task sent to the page per batch (its last ones), and characters of one line (its log file has all)
@@ -171,24 +172,24 @@ class UiReporter:
         self.job = job
         self.linger = linger
         self.helper: Optional[Helper] = None
-        self.lines: list[str] = []
-        self.attempts: dict[str, int] = {}
-        self.quoted: dict[str, str] = {}
-        self.flushed = 0.0  # time.monotonic() of the last write
+        self.conn: Optional[socket.socket] = None
+        self.lines: list[str] = []  # events (JSON) of this batch
         self.logs: dict[str, Tail] = {}  # lines written since the last batch, by task
-        self.end: dict[str, Any] = {}  # the attempt each task's last lines came from
-        if feed_path:  # a --watch rerun: the watcher's server
+        self.attempts: dict[str, int] = {}  # the attempt each task's last lines came from
+        self.quoted: dict[str, str] = {}  # task names as JSON strings
+        self.flushed = 0.0  # time.monotonic() of the last write
+        self.end: dict[str, Any] = {}  # how the run ended, once it has
+        fd = -1
+        if feed_path:  # a --watch rerun: the watcher's server (gone: no view, the run goes on)
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 conn.connect(feed_path)
             except OSError:
                 conn.close()
-                fd = -1
             else:
-                self.conn = conn
-                fd = conn.fileno()
+                self.conn, fd = conn, conn.fileno()
                 os.set_blocking(fd, False)
-            self.url = os.environ.get("FLOWMANCER_UI_URL", "")
+            self.url = os.environ.get(URL_ENV, "")
         else:
             assert where is not None
             self.helper = Helper(*where)
@@ -301,9 +302,9 @@ class UiReporter:
         while (self.feed.pending or self.feed.stale) and self.feed.fd >= 0 and time.monotonic() < deadline:
             select.select([], [self.feed.fd], [], max(0.0, deadline - time.monotonic()))  # a slow server's last words
             self.flush()
+        if self.conn is not None:
+            self.conn.close()
         if self.helper is None:
-            if self.feed.fd >= 0:
-                self.conn.close()
             return
         if self.linger > 0 and self.job.interrupted is None:  # stopped by Ctrl-C: the user wants it over
             print(f"live view: {self.url} open for {self.linger:g} s more (Ctrl-C to end)", flush=True)
