@@ -15,9 +15,24 @@ from typing import Any, Optional
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def chromium(profile: Path) -> list[str]:
+    """Headless Chromium with nothing of its own going on (no updates, no sync), its profile in ``profile``."""
+    assert CHROMIUM is not None
+    return [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
+
+
 class Browser:
     def __init__(self, profile: Path) -> None:
-        assert CHROMIUM is not None
         to_chrome_r, self._w = os.pipe()
         self._r, from_chrome_w = os.pipe()
 
@@ -26,19 +41,7 @@ class Browser:
             os.dup2(from_chrome_w, 4)
 
         self.proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--remote-debugging-pipe",
-                f"--user-data-dir={profile}",
-                "--window-size=1280,900",
-            ],
+            [*chromium(profile), "--remote-debugging-pipe", "--window-size=1280,900"],
             preexec_fn=wire,  # noqa: PLW1509 - a test, no threads to fear
             pass_fds=(3, 4),
             stdout=subprocess.DEVNULL,

@@ -10,25 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, chromium
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "readme"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is installed by .ci/run (apt-get install chromium)")
 
 
 def render(page: Path, tmp: Path) -> tuple[str, float]:
     """The DOM Chromium renders from the file, and how long it took; also saves a screenshot."""
-    flags = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp / 'profile'}",
-    ]
+    flags = chromium(tmp / "profile")
     start = time.perf_counter()
     dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60).stdout
     took = time.perf_counter() - start
