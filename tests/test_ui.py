@@ -237,6 +237,10 @@ def test_config_ui_and_its_errors(fmtester):
     assert result.ret == 3 and "job.yaml:2" in result.stderr and "is not [HOST:]PORT" in result.stderr
     result = fmtester.run("-j", "job.yaml", "--ui", "99999")
     assert result.ret == 2 and "is not [HOST:]PORT" in result.stderr
+    fmtester.make_jobdef("tasks:\n  a: {task: Nap, parameters: {seconds: 0.1}}\n")
+    for looking in ("-n", "--list"):  # nothing runs: nothing to serve
+        result = fmtester.run("-j", "job.yaml", "--ui", looking)
+        assert result.ret == 0 and "live view" not in result.stdout
 
 
 def test_a_port_in_use_is_a_clear_error_before_any_task_runs(fmtester):
