@@ -364,3 +364,37 @@ def events_since(url: str, since: int) -> list[dict[str, Any]]:
                 if events[-1]["seq"] == last:
                     return events
     raise AssertionError(f"the stream ended early: {events[-3:]}")
+
+
+def test_a_stopped_server_never_blocks_the_run_and_catches_up_after(fmtester):
+    """The server process frozen (SIGSTOP) under a flood of output: the run ends at its pace; resumed, the
+    server gets the whole state again (events were dropped) with the end."""
+    fmtester.make_tasks(TASKS)
+    fmtester.make_jobdef(
+        "tasks:\n" + "".join(f"  c{i}: {{task: Chatty, parameters: {{lines: 30000}}}}\n" for i in range(20))
+    )
+    os.environ["UI_TEST_RUN"] = marker = f"UI_TEST_RUN={time.time()}"
+    try:
+        proc = start_job(fmtester, "--ui", "--ui-linger", "30")
+    finally:
+        del os.environ["UI_TEST_RUN"]
+    url = url_of(proc)
+    server = [p for p in processes_with(marker) if b"flowmancer.ui.server" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    os.kill(server[0], signal.SIGSTOP)
+    try:
+        out = []
+        for line in proc.stdout:  # the run goes on, and ends, with its server frozen
+            out.append(line)
+            if "open for 30 s more" in line:
+                break
+        assert any("=== 20 completed" in ln for ln in out), out[-5:]
+    finally:
+        os.kill(server[0], signal.SIGCONT)
+    events = events_until_end(url)  # it catches up: the rest of what waited, then the whole state, the end
+    assert any(e["type"] == "job" and e["resync"] for e in events)  # what was dropped came back as a whole
+    snap = get_json(url + "api/state")
+    assert snap["counts"] == {"COMPLETED": 20} and snap["job"]["exitcode"] == 0
+    assert snap["job"]["summary"] == {"COMPLETED": 20}
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 0

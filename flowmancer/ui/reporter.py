@@ -136,6 +136,8 @@ def _jsonable(task: TaskRun) -> dict[str, Any]:
         "tags": task.tags,
         "parameters": params,
         "attempts": [_attempt(r) for r in task.history],
+        # a snapshot taken while it runs (a resync) keeps its growing bar
+        **({"running_since": task.started_at} if task.state is ExecutionState.RUNNING else {}),
     }
 
 
@@ -298,18 +300,25 @@ class UiReporter:
 
     @hookimpl
     def flowmancer_unconfigure(self) -> None:
-        deadline = time.monotonic() + 2.0
-        while (self.feed.pending or self.feed.stale) and self.feed.fd >= 0 and time.monotonic() < deadline:
-            select.select([], [self.feed.fd], [], max(0.0, deadline - time.monotonic()))  # a slow server's last words
-            self.flush()
+        # Ctrl-C stopped the run: the user wants it over, no linger
+        linger = self.linger if self.helper is not None and self.job.interrupted is None else 0.0
+        if linger > 0:
+            print(f"live view: {self.url} open for {linger:g} s more (Ctrl-C to end)", flush=True)
+        now = time.monotonic()
+        until, last_words = now + linger, now + max(2.0, linger)
+        try:
+            writable = select.poll()  # not select(): the descriptor may be above 1024
+            if self.feed.fd >= 0:
+                writable.register(self.feed.fd, select.POLLOUT)
+            while (self.feed.pending or self.feed.stale) and self.feed.fd >= 0 and time.monotonic() < last_words:
+                # a slow server's last events (the end among them), while it lingers or for 2 s
+                writable.poll(max(0.0, last_words - time.monotonic()) * 1000)
+                self.flush()
+            if until > time.monotonic():
+                time.sleep(until - time.monotonic())
+        except KeyboardInterrupt:
+            pass
         if self.conn is not None:
             self.conn.close()
-        if self.helper is None:
-            return
-        if self.linger > 0 and self.job.interrupted is None:  # stopped by Ctrl-C: the user wants it over
-            print(f"live view: {self.url} open for {self.linger:g} s more (Ctrl-C to end)", flush=True)
-            try:
-                time.sleep(self.linger)
-            except KeyboardInterrupt:
-                pass
-        self.helper.close()
+        if self.helper is not None:
+            self.helper.close()
