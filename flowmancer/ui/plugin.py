@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # every run loads this plugin: what only a run with the view 
 FEED_ENV = "FLOWMANCER_UI_FEED"
 URL_ENV = "FLOWMANCER_UI_URL"
 DEFAULT = "127.0.0.1:0"
+#: the addresses that are this machine only: no token needed there
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _ADDRESS = r"^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):)?(\d{1,5})$"  # compiled on first use
 URL = StashKey[str]()
 HELPER = StashKey[Any]()

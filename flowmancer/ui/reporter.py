@@ -25,9 +25,8 @@ from ..errors import UsageError
 from ..job import Job, TaskRun
 from ..markers import hookimpl
 from ..states import ExecutionState, LogLines, TaskResult
-from .plugin import URL_ENV
+from .plugin import LOOPBACK, URL_ENV
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: lines of a task sent to the page per batch (its last ones), and characters of one line (its log file has all)
 MAX_LINES = 100
 MAX_CHARS = 2000

@@ -22,9 +22,10 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from .plugin import LOOPBACK
 from .state import State
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOOPBACK_NAMES = (*LOOPBACK, "[::1]")  # as a Host header writes ::1
 FILES = {"/": ("page.html", "text/html; charset=utf-8"), "/page.js": ("page.js", "text/javascript; charset=utf-8")}
 HEADERS = {
     # only this server's own script and styles; nothing sent elsewhere, the token never leaves in a Referer
